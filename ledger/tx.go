@@ -1,0 +1,199 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"unicode/utf8"
+
+	"hallmark/gm"
+)
+
+// Errors a transaction's structural checks return.
+var (
+	ErrUnknownVersion = errors.New("ledger: unknown format version")
+	ErrTooLarge       = errors.New("ledger: field exceeds its limit")
+	ErrSignature      = errors.New("ledger: bad signature")
+	ErrMalformed      = errors.New("ledger: malformed object")
+)
+
+// txSignDomain separates transaction signatures from every other SM2
+// signature a key might make (votes, receipts, certificates).
+const txSignDomain = "hallmark/tx/v1\x00"
+
+// Entity is the spec's entity object (04): the attributes of one
+// transaction.
+type Entity struct {
+	Sender    Address  `cbor:"1,keyasint" json:"sender"`              // 04_001
+	Recipient *Address `cbor:"2,keyasint,omitempty" json:"recipient"` // 04_002, optional
+	Data      []byte   `cbor:"3,keyasint,omitempty" json:"data"`      // 04_003, the type's CBOR body
+	Memo      string   `cbor:"4,keyasint,omitempty" json:"memo"`      // 04_004, UTF-8
+}
+
+// TxBody is the signed part of a transaction. Its canonical encoding is
+// what the transaction id (03_001) is computed over.
+type TxBody struct {
+	Version   uint16 `cbor:"1,keyasint" json:"version"`
+	ChainID   string `cbor:"2,keyasint" json:"chainId"`
+	Type      TxType `cbor:"3,keyasint" json:"transactionType"` // 03_002
+	Timestamp int64  `cbor:"4,keyasint" json:"timestamp"`       // 03_004, ms since 1970 UTC
+	// Nonce makes otherwise identical transactions distinct; replays are
+	// refused by id, so any value the sender has not used before works.
+	Nonce   uint64           `cbor:"5,keyasint" json:"nonce"`
+	Signers []PublicKeyBytes `cbor:"6,keyasint" json:"signer"` // 03_003
+	Entity  Entity           `cbor:"7,keyasint" json:"entity"` // 04
+	// PayloadDigest names a content-addressed payload by its SM3 digest.
+	// The payload travels beside the transaction and is stored apart from
+	// the block, so a regulator can erase it without breaking any hash.
+	PayloadDigest *gm.Digest `cbor:"8,keyasint,omitempty" json:"payloadDigest,omitempty"`
+}
+
+// TxID is a transaction id (03_001): SM3 of the canonical body.
+type TxID = gm.Digest
+
+// Transaction is a signed transaction as blocks carry it. Signatures[i] is
+// Signers[i]'s signature over [TxID.SignBytes]. Payload, when present,
+// hashes to Body.PayloadDigest; blocks are stored without payloads.
+type Transaction struct {
+	Body       TxBody         `cbor:"1,keyasint" json:"body"`
+	Signatures []gm.Signature `cbor:"2,keyasint" json:"signatures"`
+	Payload    []byte         `cbor:"3,keyasint,omitempty" json:"payload,omitempty"`
+}
+
+// ID returns the transaction id: SM3 over the canonical encoding of the body.
+func (tx *Transaction) ID() TxID { return tx.Body.ID() }
+
+// ID returns SM3 over the canonical encoding of the body.
+func (b *TxBody) ID() TxID { return gm.SM3(mustMarshal(b)) }
+
+// SignBytes returns the message a signer signs for the transaction with
+// this id: a domain tag followed by the id.
+func SignBytes(id TxID) []byte {
+	msg := make([]byte, 0, len(txSignDomain)+gm.DigestSize)
+	msg = append(msg, txSignDomain...)
+	return append(msg, id[:]...)
+}
+
+// Sign appends signer's signature. The signer's public key must already be
+// listed in Body.Signers, at the position of the signature it adds.
+func (tx *Transaction) Sign(ctx context.Context, signer gm.Signer) error {
+	i := len(tx.Signatures)
+	if i >= len(tx.Body.Signers) {
+		return fmt.Errorf("%w: all %d signers have signed", ErrSignature, len(tx.Body.Signers))
+	}
+	if KeyBytes(signer.PublicKey()) != tx.Body.Signers[i] {
+		return fmt.Errorf("%w: signer %d is %s, not the key offered", ErrSignature, i, tx.Body.Signers[i].ID())
+	}
+	sig, err := signer.Sign(ctx, SignBytes(tx.ID()))
+	if err != nil {
+		return fmt.Errorf("ledger: signing transaction: %w", err)
+	}
+	tx.Signatures = append(tx.Signatures, sig)
+	return nil
+}
+
+// Validate checks structure and limits: version, sizes, signer count, that
+// signer keys are curve points, and that a payload matches its digest. It
+// does not verify signatures ([Transaction.VerifySignatures]) or consult
+// state.
+func (tx *Transaction) Validate() error {
+	b := &tx.Body
+	if b.Version != TxVersion {
+		return fmt.Errorf("%w: transaction version %d", ErrUnknownVersion, b.Version)
+	}
+	if len(b.ChainID) == 0 || len(b.ChainID) > MaxChainIDLen {
+		return fmt.Errorf("%w: chain id must be 1 to %d bytes", ErrTooLarge, MaxChainIDLen)
+	}
+	if !b.Type.Known() {
+		return fmt.Errorf("%w: unknown transaction type 0x%04x", ErrMalformed, uint16(b.Type))
+	}
+	if b.Timestamp <= 0 {
+		return fmt.Errorf("%w: timestamp must be positive milliseconds", ErrMalformed)
+	}
+	if len(b.Signers) == 0 || len(b.Signers) > MaxSigners {
+		return fmt.Errorf("%w: %d signers, want 1 to %d", ErrTooLarge, len(b.Signers), MaxSigners)
+	}
+	seen := make(map[PublicKeyBytes]struct{}, len(b.Signers))
+	for i, s := range b.Signers {
+		if _, err := s.Parse(); err != nil {
+			return fmt.Errorf("%w: signer %d: %v", ErrMalformed, i, err)
+		}
+		if _, dup := seen[s]; dup {
+			return fmt.Errorf("%w: signer %d listed twice", ErrMalformed, i)
+		}
+		seen[s] = struct{}{}
+	}
+	if len(tx.Signatures) != len(b.Signers) {
+		return fmt.Errorf("%w: %d signatures for %d signers", ErrSignature, len(tx.Signatures), len(b.Signers))
+	}
+	if b.Entity.Sender.IsZero() {
+		return fmt.Errorf("%w: sender is empty", ErrMalformed)
+	}
+	if len(b.Entity.Data) > MaxDataBytes {
+		return fmt.Errorf("%w: data of %d bytes exceeds %d", ErrTooLarge, len(b.Entity.Data), MaxDataBytes)
+	}
+	if len(b.Entity.Memo) > MaxMemoBytes || !utf8.ValidString(b.Entity.Memo) {
+		return fmt.Errorf("%w: memo must be UTF-8 of at most %d bytes", ErrTooLarge, MaxMemoBytes)
+	}
+	if len(tx.Payload) > MaxPayloadBytes {
+		return fmt.Errorf("%w: payload of %d bytes exceeds %d", ErrTooLarge, len(tx.Payload), MaxPayloadBytes)
+	}
+	if tx.Payload != nil {
+		if b.PayloadDigest == nil {
+			return fmt.Errorf("%w: payload present but no payload digest", ErrMalformed)
+		}
+		if gm.SM3(tx.Payload) != *b.PayloadDigest {
+			return fmt.Errorf("%w: payload does not match its digest", ErrMalformed)
+		}
+	}
+	return nil
+}
+
+// VerifySignatures checks every signature against its signer. It costs one
+// SM2 verification per signer; callers remember the outcome by id.
+func (tx *Transaction) VerifySignatures() error {
+	if len(tx.Signatures) != len(tx.Body.Signers) {
+		return fmt.Errorf("%w: %d signatures for %d signers", ErrSignature, len(tx.Signatures), len(tx.Body.Signers))
+	}
+	msg := SignBytes(tx.ID())
+	for i, s := range tx.Body.Signers {
+		key, err := s.Parse()
+		if err != nil {
+			return fmt.Errorf("%w: signer %d: %v", ErrSignature, i, err)
+		}
+		if !key.Verify(msg, tx.Signatures[i]) {
+			return fmt.Errorf("%w: signature %d does not verify under %s", ErrSignature, i, key.ID())
+		}
+	}
+	return nil
+}
+
+// WithoutPayload returns a shallow copy with the payload removed: the form
+// stored in block bodies.
+func (tx *Transaction) WithoutPayload() Transaction {
+	c := *tx
+	c.Payload = nil
+	return c
+}
+
+// EncodeTx returns the canonical encoding, payload included if present.
+func EncodeTx(tx *Transaction) ([]byte, error) { return Marshal(tx) }
+
+// DecodeTx strictly decodes and validates a transaction. It does not
+// verify signatures.
+func DecodeTx(b []byte) (*Transaction, error) {
+	if len(b) > MaxTxBytes+MaxPayloadBytes+16 {
+		return nil, fmt.Errorf("%w: transaction of %d bytes", ErrTooLarge, len(b))
+	}
+	var tx Transaction
+	if err := Unmarshal(b, &tx); err != nil {
+		return nil, err
+	}
+	if n := len(b) - len(tx.Payload); n > MaxTxBytes {
+		return nil, fmt.Errorf("%w: transaction of %d bytes without payload exceeds %d", ErrTooLarge, n, MaxTxBytes)
+	}
+	if err := tx.Validate(); err != nil {
+		return nil, err
+	}
+	return &tx, nil
+}
