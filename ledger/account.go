@@ -41,7 +41,9 @@ func (p PublicKeyBytes) ID() gm.KeyID { return gm.KeyID(gm.SM3(p[:])) }
 func (p PublicKeyBytes) MarshalText() ([]byte, error) { return hexText(p[:]), nil }
 
 // UnmarshalText parses a hex key.
-func (p *PublicKeyBytes) UnmarshalText(text []byte) error { return unhexFixed(p[:], text, "public key") }
+func (p *PublicKeyBytes) UnmarshalText(text []byte) error {
+	return unhexFixed(p[:], text, "public key")
+}
 
 // KeyBytes returns the 64-byte form of key.
 func KeyBytes(key *gm.PublicKey) PublicKeyBytes { return PublicKeyBytes(key.Array()) }

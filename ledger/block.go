@@ -16,7 +16,7 @@ type BlockID = gm.Digest
 // proposer) and the roots that commit to the body and its erasure-coded
 // shards, so that the id alone pins everything.
 type Header struct {
-	Version  uint16  `cbor:"1,keyasint" json:"blockVersion"`      // 02_003
+	Version  uint16  `cbor:"1,keyasint" json:"blockVersion"` // 02_003
 	ChainID  string  `cbor:"2,keyasint" json:"chainId"`
 	Height   uint64  `cbor:"3,keyasint" json:"blockHeight"`       // 02_001, genesis is 0
 	PrevHash BlockID `cbor:"4,keyasint" json:"previousBlockHash"` // 02_004, zero for genesis
