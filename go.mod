@@ -6,6 +6,7 @@ require (
 	github.com/emmansun/gmsm v0.44.0
 	github.com/fxamacker/cbor/v2 v2.10.0
 	github.com/klauspost/reedsolomon v1.14.2
+	go.etcd.io/bbolt v1.5.0
 	golang.org/x/crypto v0.58.0
 )
 
