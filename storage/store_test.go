@@ -286,12 +286,12 @@ func TestCommitRefusesBadBatches(t *testing.T) {
 		"other chain": {func(b *storage.Batch) {
 			b.Block.Header.ChainID = "other"
 		}, storage.ErrMismatch},
-		"tx root": {func(b *storage.Batch) { b.Block.Header.TxRoot[0] ^= 1 }, storage.ErrMismatch},
-		"body size": {func(b *storage.Batch) { b.Block.Header.BodySize++ }, storage.ErrMismatch},
-		"tx count": {func(b *storage.Batch) { b.Block.Txs = b.Block.Txs[:1] }, storage.ErrMismatch},
-		"shard root": {func(b *storage.Batch) { b.Validators = 7 }, storage.ErrMismatch},
-		"state root": {func(b *storage.Batch) { b.Writes[0].Value = []byte("tampered") }, storage.ErrMismatch},
-		"shard index": {func(b *storage.Batch) { b.ShardIndex = 4 }, storage.ErrInvalid},
+		"tx root":       {func(b *storage.Batch) { b.Block.Header.TxRoot[0] ^= 1 }, storage.ErrMismatch},
+		"body size":     {func(b *storage.Batch) { b.Block.Header.BodySize++ }, storage.ErrMismatch},
+		"tx count":      {func(b *storage.Batch) { b.Block.Txs = b.Block.Txs[:1] }, storage.ErrMismatch},
+		"shard root":    {func(b *storage.Batch) { b.Validators = 7 }, storage.ErrMismatch},
+		"state root":    {func(b *storage.Batch) { b.Writes[0].Value = []byte("tampered") }, storage.ErrMismatch},
+		"shard index":   {func(b *storage.Batch) { b.ShardIndex = 4 }, storage.ErrInvalid},
 		"no validators": {func(b *storage.Batch) { b.Validators = 0 }, storage.ErrInvalid},
 		"payload digest": {func(b *storage.Batch) {
 			b.Block.Txs[len(b.Block.Txs)-1].Payload = []byte("not the payload")
