@@ -183,34 +183,17 @@ func Open(dir string, opts Options) (*Store, error) {
 }
 
 // init creates the buckets and metadata of a new store, or checks those of
-// an existing one.
+// an existing one. Checking writes nothing, so a store on a full disk
+// still opens for reading.
 func (s *Store) init() error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	fresh := false
+	err := s.db.View(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if meta == nil {
-			if err := tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+			fresh = true
+			return tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
 				return fmt.Errorf("%w: bbolt file has bucket %q but no Hallmark metadata", ErrNotStore, name)
-			}); err != nil {
-				return err
-			}
-			for _, name := range allBuckets {
-				if _, err := tx.CreateBucket(name); err != nil {
-					return fmt.Errorf("storage: create bucket %s: %w", name, err)
-				}
-			}
-			meta = tx.Bucket(bucketMeta)
-			created := make([]byte, 8)
-			binary.BigEndian.PutUint64(created, uint64(s.opts.Now().UnixMilli()))
-			for k, v := range map[string][]byte{
-				string(metaSchema):  u32(SchemaVersion),
-				string(metaChainID): []byte(s.opts.ChainID),
-				string(metaCreated): created,
-			} {
-				if err := meta.Put([]byte(k), v); err != nil {
-					return err
-				}
-			}
-			return nil
+			})
 		}
 		v := meta.Get(metaSchema)
 		if len(v) != 4 {
@@ -229,6 +212,29 @@ func (s *Store) init() error {
 		for _, name := range allBuckets {
 			if tx.Bucket(name) == nil {
 				return fmt.Errorf("%w: bucket %s missing", ErrCorrupt, name)
+			}
+		}
+		return nil
+	})
+	if err != nil || !fresh {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		for _, name := range allBuckets {
+			if _, err := tx.CreateBucket(name); err != nil {
+				return fmt.Errorf("storage: create bucket %s: %w", name, err)
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		created := make([]byte, 8)
+		binary.BigEndian.PutUint64(created, uint64(s.opts.Now().UnixMilli()))
+		for _, kv := range []struct{ k, v []byte }{
+			{metaSchema, u32(SchemaVersion)},
+			{metaChainID, []byte(s.opts.ChainID)},
+			{metaCreated, created},
+		} {
+			if err := meta.Put(kv.k, kv.v); err != nil {
+				return err
 			}
 		}
 		return nil
