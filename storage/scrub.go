@@ -98,50 +98,16 @@ func (p *pacer) wait(ctx context.Context, n int) error {
 // resumes where it stopped the next time. Progress is logged.
 func (s *Store) Scrub(ctx context.Context, opts ScrubOptions) (ScrubReport, error) {
 	var rep ScrubReport
-	tip, ok := s.Tip()
-	if !ok {
-		return rep, nil
-	}
 	every := opts.ProgressEvery
 	if every <= 0 {
 		every = 10 * time.Second
 	}
-	from, err := s.scrubCursor()
-	if err != nil {
-		return rep, err
-	}
-	if from > tip.Height {
-		from = 0
-	}
-	rep.From, rep.To = from, tip.Height
 	pace := &pacer{rate: opts.BytesPerSecond, start: time.Now()}
-	lastLog := time.Now()
-	s.log.Info("scrub started", "from", from, "to", tip.Height)
-	for h := from; h <= tip.Height; h++ {
-		if err := ctx.Err(); err != nil {
-			s.saveScrubCursor(h)
-			s.log.Info("scrub interrupted", "at", h, "repaired_shards", rep.ShardsRepaired, "repaired_bodies", rep.BodiesRepaired)
+	if tip, ok := s.Tip(); ok {
+		if err := s.scrubBlocks(ctx, tip.Height, opts.Fetcher, pace, every, &rep); err != nil {
 			return rep, err
-		}
-		n, err := s.scrubBlock(ctx, h, opts.Fetcher, &rep)
-		if err != nil {
-			s.saveScrubCursor(h)
-			return rep, err
-		}
-		if err := pace.wait(ctx, n); err != nil {
-			s.saveScrubCursor(h + 1)
-			return rep, err
-		}
-		if time.Since(lastLog) >= every {
-			s.log.Info("scrub progress", "height", h, "to", tip.Height,
-				"percent", fmt.Sprintf("%.1f", 100*float64(h-from+1)/float64(tip.Height-from+1)),
-				"shards_repaired", rep.ShardsRepaired, "bodies_repaired", rep.BodiesRepaired+rep.BodiesRestored,
-				"unrepaired", rep.Unrepaired)
-			lastLog = time.Now()
-			s.saveScrubCursor(h + 1)
 		}
 	}
-	s.saveScrubCursor(0)
 	if err := s.scrubPayloads(ctx, opts.Fetcher, pace, &rep); err != nil {
 		return rep, err
 	}
@@ -154,6 +120,47 @@ func (s *Store) Scrub(ctx context.Context, opts ScrubOptions) (ScrubReport, erro
 		"payloads", rep.Payloads, "payloads_bad", rep.PayloadsBad, "payloads_fixed", rep.PayloadsFixed,
 		"audit_segments", rep.AuditSegments, "audit_bad", rep.AuditBad, "unrepaired", rep.Unrepaired)
 	return rep, nil
+}
+
+// scrubBlocks checks heights from the saved position to tip.
+func (s *Store) scrubBlocks(ctx context.Context, tip uint64, f ShardFetcher, pace *pacer, every time.Duration, rep *ScrubReport) error {
+	from, err := s.scrubCursor()
+	if err != nil {
+		return err
+	}
+	if from > tip {
+		from = 0
+	}
+	rep.From, rep.To = from, tip
+	lastLog := time.Now()
+	s.log.Info("scrub started", "from", from, "to", tip)
+	for h := from; h <= tip; h++ {
+		if err := ctx.Err(); err != nil {
+			s.saveScrubCursor(h)
+			s.log.Info("scrub interrupted", "at", h, "shards_repaired", rep.ShardsRepaired, "bodies_repaired", rep.BodiesRepaired)
+			return err
+		}
+		n, err := s.scrubBlock(ctx, h, f, rep)
+		if err != nil {
+			s.saveScrubCursor(h)
+			return err
+		}
+		if err := pace.wait(ctx, n); err != nil {
+			s.saveScrubCursor(h + 1)
+			s.log.Info("scrub interrupted", "at", h+1, "shards_repaired", rep.ShardsRepaired, "bodies_repaired", rep.BodiesRepaired)
+			return err
+		}
+		if time.Since(lastLog) >= every {
+			s.log.Info("scrub progress", "height", h, "to", tip,
+				"percent", fmt.Sprintf("%.1f", 100*float64(h-from+1)/float64(tip-from+1)),
+				"shards_repaired", rep.ShardsRepaired, "bodies_repaired", rep.BodiesRepaired+rep.BodiesRestored,
+				"unrepaired", rep.Unrepaired)
+			lastLog = time.Now()
+			s.saveScrubCursor(h + 1)
+		}
+	}
+	s.saveScrubCursor(0)
+	return nil
 }
 
 // ScrubLoop runs a scrub pass every interval until ctx ends: the
