@@ -399,11 +399,15 @@ func (s *Store) Payload(digest gm.Digest) ([]byte, error) {
 		return nil, err
 	}
 	data, err := s.payloads.read(loc)
-	if err != nil {
-		return nil, err
+	if err == nil && gm.SM3(data) != digest {
+		err = fmt.Errorf("%w: payload %s does not match its digest", ErrCorrupt, short(digest))
 	}
-	if gm.SM3(data) != digest {
-		return nil, fmt.Errorf("%w: payload %s does not match its digest", ErrCorrupt, short(digest))
+	if err != nil {
+		// A mask may have zeroed the bytes since the location was read.
+		if m, merr := s.Masked(digest); merr == nil {
+			return nil, fmt.Errorf("%w: %s at height %d: %s", ErrMasked, short(digest), m.Height, m.Reason)
+		}
+		return nil, err
 	}
 	return data, nil
 }

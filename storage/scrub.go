@@ -135,6 +135,9 @@ func (s *Store) scrubBlocks(ctx context.Context, tip uint64, f ShardFetcher, pac
 	lastLog := time.Now()
 	s.log.Info("scrub started", "from", from, "to", tip)
 	for h := from; h <= tip; h++ {
+		if err := s.checkOpen(); err != nil {
+			return err
+		}
 		if err := ctx.Err(); err != nil {
 			s.saveScrubCursor(h)
 			s.log.Info("scrub interrupted", "at", h, "shards_repaired", rep.ShardsRepaired, "bodies_repaired", rep.BodiesRepaired)
@@ -171,6 +174,9 @@ func (s *Store) ScrubLoop(ctx context.Context, interval time.Duration, opts Scru
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
+			}
+			if errors.Is(err, ErrClosed) {
+				return err
 			}
 			s.log.Error("scrub pass failed", "err", err)
 		} else if rep.Unrepaired > 0 {
