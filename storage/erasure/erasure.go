@@ -25,6 +25,8 @@ package erasure
 import (
 	"errors"
 	"fmt"
+	"runtime"
+	"sync"
 
 	"github.com/klauspost/reedsolomon"
 
@@ -143,11 +145,30 @@ func newCoder(k, n int) (reedsolomon.Encoder, error) {
 	return enc, nil
 }
 
+// parallelHashBytes is the total shard size above which the leaves are
+// hashed on several cores: SM3 dominates encoding (about 2.6 ms per MiB).
+const parallelHashBytes = 256 << 10
+
 func leafHashes(shards [][]byte) []gm.Digest {
 	h := make([]gm.Digest, len(shards))
-	for i, s := range shards {
-		h[i] = ledger.MerkleLeafHash(s)
+	workers := min(runtime.GOMAXPROCS(0), len(shards))
+	if workers < 2 || len(shards)*len(shards[0]) < parallelHashBytes {
+		for i, s := range shards {
+			h[i] = ledger.MerkleLeafHash(s)
+		}
+		return h
 	}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(shards); i += workers {
+				h[i] = ledger.MerkleLeafHash(shards[i])
+			}
+		}()
+	}
+	wg.Wait()
 	return h
 }
 
