@@ -76,7 +76,8 @@ type payloadBlob struct {
 // (height tip+1 and previous hash the tip's id; height 0 on an empty
 // store). After a crash the store holds either the previous block or this
 // one as its tip, never a part of it. When CommitBlock returns nil the
-// block is on disk (fsync'd).
+// block is on disk (fsync'd). ctx is checked before any work; once
+// writing begins the commit runs to completion or fails as a whole.
 func (s *Store) CommitBlock(ctx context.Context, b *Batch) error {
 	if err := ctx.Err(); err != nil {
 		return err
