@@ -37,3 +37,11 @@ generate: ## regenerate generated code (BPF objects need clang)
 
 fuzz: ## run each fuzz target for FUZZTIME
 	bash scripts/fuzz.sh $(FUZZTIME)
+
+# --- storage ---
+.PHONY: test-storage bench-storage
+test-storage: ## storage and erasure tests with -race (mounts a tmpfs and an ext4 loop image as root)
+	$(GO) test -race -count=1 ./storage/...
+
+bench-storage: ## storage benchmarks: commit blocks/s and tx/s, shard encode/rebuild, amplification
+	$(GO) test -run '^$$' -bench . -benchtime 10x ./storage/...

@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/go/bin:$PATH
 
-packages=(swtpm swtpm-tools tpm2-tools clang llvm libbpf-dev bpftool iproute2 nftables softhsm2)
+packages=(swtpm swtpm-tools tpm2-tools clang llvm libbpf-dev bpftool iproute2 nftables softhsm2 e2fsprogs)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

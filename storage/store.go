@@ -1,0 +1,329 @@
+package storage
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"hallmark/ledger"
+)
+
+// File names inside a store directory.
+const (
+	dbFileName     = "hallmark.db"
+	payloadDirName = "payloads"
+)
+
+// Defaults for Options fields left zero.
+const (
+	DefaultWindow              = 1000
+	DefaultAuditSegmentEntries = 1 << 16
+	DefaultPayloadSegmentBytes = 64 << 20
+	DefaultLockTimeout         = 5 * time.Second
+	// MinAuditRetention is the shortest retention the store accepts for
+	// audit entries: six months (183 days).
+	MinAuditRetention = 183 * 24 * time.Hour
+)
+
+// Options configure a store. ChainID is required; zero values elsewhere
+// take the defaults above.
+type Options struct {
+	// ChainID is the chain this store belongs to. A new store records it;
+	// an existing one must match.
+	ChainID string
+	// Window is how many of the most recent blocks keep their full body
+	// (besides this node's shard). Older bodies are pruned and rebuilt
+	// from peers' shards on demand.
+	Window uint64
+	// Archive keeps every body in full; a scrub pass also restores bodies
+	// missing from before archive mode was turned on.
+	Archive bool
+	// Logger receives progress and repair reports. Nil discards.
+	Logger *slog.Logger
+	// AuditRetention is how long audit entries must be kept; at least
+	// MinAuditRetention (the default).
+	AuditRetention time.Duration
+	// AuditSegmentEntries caps the entries of one audit segment; a segment
+	// also closes when an entry from a later UTC day arrives.
+	AuditSegmentEntries int
+	// PayloadSegmentBytes is the size after which payload blobs go to a
+	// new segment file.
+	PayloadSegmentBytes int64
+	// LockTimeout bounds the wait for another process to release the file.
+	LockTimeout time.Duration
+	// Now is the clock for audit retention and metadata; nil is time.Now.
+	Now func() time.Time
+}
+
+func (o *Options) withDefaults() (Options, error) {
+	c := *o
+	if c.ChainID == "" || len(c.ChainID) > ledger.MaxChainIDLen || !utf8.ValidString(c.ChainID) {
+		return c, fmt.Errorf("%w: chain id must be UTF-8 of 1 to %d bytes", ErrInvalid, ledger.MaxChainIDLen)
+	}
+	if c.Window == 0 {
+		c.Window = DefaultWindow
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.AuditRetention == 0 {
+		c.AuditRetention = MinAuditRetention
+	}
+	if c.AuditRetention < MinAuditRetention {
+		return c, fmt.Errorf("%w: audit retention %s is shorter than the minimum %s", ErrInvalid, c.AuditRetention, MinAuditRetention)
+	}
+	if c.AuditSegmentEntries <= 0 {
+		c.AuditSegmentEntries = DefaultAuditSegmentEntries
+	}
+	if c.PayloadSegmentBytes <= 0 {
+		c.PayloadSegmentBytes = DefaultPayloadSegmentBytes
+	}
+	if c.LockTimeout <= 0 {
+		c.LockTimeout = DefaultLockTimeout
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c, nil
+}
+
+// Store is one node's persistent state: a bbolt file plus payload segment
+// files in one directory. Its methods are safe for concurrent use; writes
+// are serialised.
+type Store struct {
+	dir  string
+	opts Options
+	log  *slog.Logger
+	db   *bolt.DB
+
+	// writeMu serialises every write that touches payload segments or
+	// must read-then-write consistently (commits, masks, repairs).
+	writeMu  sync.Mutex
+	payloads *segments
+	closed   atomic.Bool
+
+	tip atomic.Pointer[TipInfo]
+}
+
+// TipInfo describes the highest committed block.
+type TipInfo struct {
+	Height uint64
+	ID     ledger.BlockID
+	Header ledger.Header
+}
+
+// Meta is the node metadata recorded in the store.
+type Meta struct {
+	Schema  uint32
+	ChainID string
+	Created time.Time
+}
+
+// Open opens or creates the store in directory dir. It checks the file
+// (length against its metadata, schema version, chain id), finishes any
+// payload erasure a crash interrupted, discards payload bytes written for
+// a block that never committed, and verifies the tip.
+func Open(dir string, opts Options) (*Store, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("storage: create %s: %w", dir, err)
+	}
+	path := filepath.Join(dir, dbFileName)
+	if err := checkBoltFile(path); err != nil {
+		return nil, err
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:      o.LockTimeout,
+		FreelistType: bolt.FreelistMapType,
+	})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("%w: %s (waited %s)", ErrInUse, path, o.LockTimeout)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("storage: open %s: %w", path, err)
+	}
+	s := &Store{dir: dir, opts: o, log: o.Logger.With("component", "storage"), db: db}
+	if err := s.init(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if s.payloads, err = openSegments(filepath.Join(dir, payloadDirName), o.PayloadSegmentBytes, s.db, s.log); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.finishErasures(); err != nil {
+		s.payloads.close()
+		db.Close()
+		return nil, err
+	}
+	if err := s.loadTip(); err != nil {
+		s.payloads.close()
+		db.Close()
+		return nil, err
+	}
+	if t := s.tip.Load(); t != nil {
+		s.log.Info("store opened", "dir", dir, "tip", t.Height, "id", short(t.ID), "archive", o.Archive, "window", o.Window)
+	} else {
+		s.log.Info("store opened", "dir", dir, "tip", "empty", "archive", o.Archive, "window", o.Window)
+	}
+	return s, nil
+}
+
+// init creates the buckets and metadata of a new store, or checks those of
+// an existing one. Checking writes nothing, so a store on a full disk
+// still opens for reading.
+func (s *Store) init() error {
+	fresh := false
+	err := s.db.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil {
+			fresh = true
+			return tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+				return fmt.Errorf("%w: bbolt file has bucket %q but no Hallmark metadata", ErrNotStore, name)
+			})
+		}
+		v := meta.Get(metaSchema)
+		if len(v) != 4 {
+			return fmt.Errorf("%w: schema version missing", ErrNotStore)
+		}
+		switch schema := binary.BigEndian.Uint32(v); {
+		case schema > SchemaVersion:
+			return fmt.Errorf("%w: %s has schema version %d, this build reads up to %d; run a newer hallmarkd",
+				ErrSchemaTooNew, s.dir, schema, SchemaVersion)
+		case schema < SchemaVersion:
+			return fmt.Errorf("%w: schema version %d has no migration", ErrNotStore, schema)
+		}
+		if chain := string(meta.Get(metaChainID)); chain != s.opts.ChainID {
+			return fmt.Errorf("%w: %s holds chain %q, not %q", ErrChainMismatch, s.dir, chain, s.opts.ChainID)
+		}
+		for _, name := range allBuckets {
+			if tx.Bucket(name) == nil {
+				return fmt.Errorf("%w: bucket %s missing", ErrCorrupt, name)
+			}
+		}
+		return nil
+	})
+	if err != nil || !fresh {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		for _, name := range allBuckets {
+			if _, err := tx.CreateBucket(name); err != nil {
+				return fmt.Errorf("storage: create bucket %s: %w", name, err)
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		created := make([]byte, 8)
+		binary.BigEndian.PutUint64(created, uint64(s.opts.Now().UnixMilli()))
+		for _, kv := range []struct{ k, v []byte }{
+			{metaSchema, u32(SchemaVersion)},
+			{metaChainID, []byte(s.opts.ChainID)},
+			{metaCreated, created},
+		} {
+			if err := meta.Put(kv.k, kv.v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// loadTip reads the highest block, checks that its record is intact, that
+// the id index points back at it and that it links to its parent.
+func (s *Store) loadTip() error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		k, v := tx.Bucket(bucketBlocks).Cursor().Last()
+		if k == nil {
+			s.tip.Store(nil)
+			return nil
+		}
+		h, err := parseHeightKey(k)
+		if err != nil {
+			return err
+		}
+		rec, err := decodeBlockRecord(h, v)
+		if err != nil {
+			return fmt.Errorf("storage: tip: %w", err)
+		}
+		if got := tx.Bucket(bucketBlockIDs).Get(rec.ID[:]); len(got) != 8 || binary.BigEndian.Uint64(got) != h {
+			return fmt.Errorf("%w: tip %d is missing from the block id index", ErrCorrupt, h)
+		}
+		if h > 0 {
+			parent, err := decodeBlockRecord(h-1, tx.Bucket(bucketBlocks).Get(heightKey(h-1)))
+			if err != nil {
+				return fmt.Errorf("storage: parent of tip: %w", err)
+			}
+			if parent.ID != rec.Header.PrevHash {
+				return fmt.Errorf("%w: tip %d does not link to block %d", ErrCorrupt, h, h-1)
+			}
+		}
+		if err := s.checkBlockData(tx, rec); err != nil {
+			// The block itself is committed; a damaged shard or body is
+			// repairable, so report it and let scrub fix it.
+			s.log.Warn("tip data damaged; run a scrub pass to repair", "height", h, "err", err)
+		}
+		s.tip.Store(&TipInfo{Height: h, ID: rec.ID, Header: *rec.Header})
+		return nil
+	})
+}
+
+// Tip returns the highest committed block, or ok = false for an empty store.
+func (s *Store) Tip() (TipInfo, bool) {
+	t := s.tip.Load()
+	if t == nil {
+		return TipInfo{}, false
+	}
+	return *t, true
+}
+
+// Meta returns the node metadata recorded when the store was created.
+func (s *Store) Meta() (Meta, error) {
+	var m Meta
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketMeta)
+		m.Schema = binary.BigEndian.Uint32(b.Get(metaSchema))
+		m.ChainID = string(b.Get(metaChainID))
+		if c := b.Get(metaCreated); len(c) == 8 {
+			m.Created = time.UnixMilli(int64(binary.BigEndian.Uint64(c))).UTC()
+		}
+		return nil
+	})
+	return m, err
+}
+
+// Dir returns the store's directory.
+func (s *Store) Dir() string { return s.dir }
+
+// Close waits for running transactions and closes the files.
+func (s *Store) Close() error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	if s.closed.Swap(true) {
+		return nil
+	}
+	err := s.payloads.close()
+	if e := s.db.Close(); e != nil && err == nil {
+		err = fmt.Errorf("storage: close: %w", e)
+	}
+	return err
+}
+
+func (s *Store) checkOpen() error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	return nil
+}
