@@ -37,3 +37,8 @@ generate: ## regenerate generated code (BPF objects need clang)
 
 fuzz: ## run each fuzz target for FUZZTIME
 	bash scripts/fuzz.sh $(FUZZTIME)
+
+# --- netstack ---
+.PHONY: generate-xdp bench-xdp
+generate-xdp: ## rebuild the XDP object and its Go bindings (needs clang)
+	$(GO) generate ./netstack/xdp
