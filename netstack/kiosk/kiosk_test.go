@@ -229,4 +229,3 @@ func FuzzParseReceipt(f *testing.F) {
 		}
 	})
 }
-

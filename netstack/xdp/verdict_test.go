@@ -237,4 +237,3 @@ func TestConfigRejects(t *testing.T) {
 		}
 	}
 }
-
