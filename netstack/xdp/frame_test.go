@@ -17,6 +17,13 @@ const (
 	testPeerPort    = 7401
 )
 
+var (
+	testDst  = netip.MustParseAddr("198.18.0.1")
+	testPeer = netip.MustParseAddr("198.18.0.9")
+)
+
+func src(i int) netip.Addr { return netip.AddrFrom4([4]byte{198, 18, 1, byte(i)}) }
+
 // udpFrame builds an Ethernet frame carrying a UDP datagram with correct
 // lengths (IPv4 or IPv6 by the address family).
 func udpFrame(src, dst netip.Addr, sport, dport uint16, payload []byte) []byte {
