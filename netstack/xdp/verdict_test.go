@@ -15,7 +15,6 @@ import (
 	"hallmark/netstack/kiosk"
 )
 
-
 // loadProgram loads the BPF filter, skipping the test only when the
 // kernel refuses for lack of privilege.
 func loadProgram(t testing.TB) *Program {
@@ -47,7 +46,6 @@ func judges(t *testing.T) []judge {
 		{"bpf", prog, prog.Run},
 	}
 }
-
 
 // TestVerdicts feeds one frame per verdict (and per way of being
 // malformed) to the BPF program through BPF_PROG_TEST_RUN and to the Go
