@@ -169,4 +169,3 @@ func readAll(t *testing.T, c *net.UDPConn, quiet time.Duration) [][]byte {
 		out = append(out, append([]byte(nil), buf[:n]...))
 	}
 }
-
