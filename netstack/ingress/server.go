@@ -144,7 +144,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.ReceiptCache = 65536
 	}
 	if cfg.ReplayGrace <= 0 {
-		cfg.ReplayGrace = 10 * time.Second
+		cfg.ReplayGrace = 15 * time.Second
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
