@@ -15,3 +15,5 @@ require (
 	github.com/x448/float16 v0.8.4 // indirect
 	golang.org/x/net v0.60.0 // indirect
 )
+
+tool github.com/cilium/ebpf/cmd/bpf2go
