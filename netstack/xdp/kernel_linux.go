@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -29,7 +30,9 @@ type Program struct {
 	link  link.Link
 	mode  AttachMode
 	iface string
-	cfg   filterConfig
+
+	mu  sync.Mutex // guards cfg, which Configure and SetClock both write
+	cfg filterConfig
 }
 
 var _ Filter = (*Program)(nil)
@@ -42,7 +45,7 @@ func LoadProgram(cfg Config) (*Program, error) {
 	if err := loadFilterObjects(&p.objs, nil); err != nil {
 		return nil, fmt.Errorf("xdp: loading BPF objects: %w", err)
 	}
-	p.cfg.ClockOffsetNs = ClockOffset()
+	p.cfg.ClockOffsetNs = ClockOffset() // p is not shared yet
 	if err := p.Configure(cfg); err != nil {
 		p.objs.Close()
 		return nil, err
@@ -83,6 +86,8 @@ func (p *Program) Configure(cfg Config) error {
 	if err != nil {
 		return err
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.cfg.IngressPort = pr.ingressPort
 	p.cfg.PeerPort = pr.peerPort
 	p.cfg.MaxAgeMs = pr.maxAgeMs
@@ -141,6 +146,8 @@ func (p *Program) SetPeer(addr netip.Addr, admitted bool) error {
 
 // SetClock implements [Filter].
 func (p *Program) SetClock(offsetNs int64, overrideNs uint64) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.cfg.ClockOffsetNs = offsetNs
 	p.cfg.ClockOverrideNs = overrideNs
 	return p.writeConfig()
