@@ -169,3 +169,27 @@ func readAll(t *testing.T, c *net.UDPConn, quiet time.Duration) [][]byte {
 		out = append(out, append([]byte(nil), buf[:n]...))
 	}
 }
+
+// TestStartChoosesPath checks that Start attaches natively where it can
+// and falls back to the twin, saying so, where it cannot.
+func TestStartChoosesPath(t *testing.T) {
+	tn := newTestNet(t)
+	var fp *FastPath
+	must(t, inNetns(tn.rx, func() error {
+		var err error
+		fp, err = Start(tn.rxIf, testConfig(), nil)
+		return err
+	}))
+	if fp.Mode != "xdp-native" || fp.Twin != nil {
+		if fp.Twin != nil {
+			t.Skipf("kernel refused XDP in the test namespace; Start fell back to the twin")
+		}
+		t.Fatalf("mode %s", fp.Mode)
+	}
+	must(t, fp.Close())
+	fp, err := Start("no-such-interface0", testConfig(), nil)
+	must(t, err)
+	if fp.Mode != "twin" || fp.Twin == nil {
+		t.Fatalf("mode %s without the interface", fp.Mode)
+	}
+}
