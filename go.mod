@@ -8,12 +8,10 @@ require (
 	github.com/fxamacker/cbor/v2 v2.10.0
 	github.com/quic-go/quic-go v0.65.0
 	golang.org/x/crypto v0.58.0
+	golang.org/x/net v0.60.0
 	golang.org/x/sys v0.49.0
 )
 
-require (
-	github.com/x448/float16 v0.8.4 // indirect
-	golang.org/x/net v0.60.0 // indirect
-)
+require github.com/x448/float16 v0.8.4 // indirect
 
 tool github.com/cilium/ebpf/cmd/bpf2go
