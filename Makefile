@@ -45,3 +45,10 @@ test-storage: ## storage and erasure tests with -race (mounts a tmpfs and an ext
 
 bench-storage: ## storage benchmarks: commit blocks/s and tx/s, shard encode/rebuild, amplification
 	$(GO) test -run '^$$' -bench . -benchtime 10x ./storage/...
+
+# --- netstack ---
+.PHONY: generate-xdp bench-xdp
+generate-xdp: ## rebuild the XDP object and its Go bindings (needs clang)
+	$(GO) generate ./netstack/xdp
+bench-xdp: ## flood figure: junk drops/s and valid tx/s with XDP vs the Go twin (root, netns)
+	$(GO) test -run '^$$' -bench '^BenchmarkFlood$$' -benchtime 1x ./netstack/xdp/
