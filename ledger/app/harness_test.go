@@ -2,8 +2,10 @@ package app_test
 
 import (
 	"context"
+	"crypto/x509/pkix"
 	"fmt"
 	"testing"
+	"time"
 
 	"hallmark/gm"
 	"hallmark/ledger"
@@ -275,3 +277,7 @@ func (c *chain) newActor(kc keyCache, name string, roles ledger.Role) {
 func digest(s string) gm.Digest { return gm.SM3([]byte(s)) }
 
 func dptr(s string) *gm.Digest { d := digest(s); return &d }
+
+func pkixName(cn string) pkix.Name { return pkix.Name{CommonName: cn, Organization: []string{"Hallmark test"}} }
+
+func nowish() time.Time { return time.UnixMilli(genesisTime).UTC() }
