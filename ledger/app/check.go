@@ -25,7 +25,7 @@ import (
 // A Checker is safe for concurrent use if its View is.
 type Checker struct {
 	env  *blockEnv
-	view View
+	base *Overlay // view after the next block's housekeeping; read-only once built
 }
 
 // NewChecker returns a Checker for transactions that would go into the
@@ -43,16 +43,21 @@ func (x *Executor) NewChecker(view View, at int64) (*Checker, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Checker{env: env, view: view}, nil
+	// The next block starts with its cleanup (forgetting old ids, dropping
+	// expired proposals); check against the state it leaves.
+	base := NewOverlay(view)
+	if err := env.housekeeping(base, &Output{}); err != nil {
+		return nil, err
+	}
+	return &Checker{env: env, base: base}, nil
 }
 
 // Check returns nil if tx would be accepted, a *reason.Error saying why
 // not, or another error if state could not be read. A transaction that
 // names a payload must carry it.
 func (c *Checker) Check(tx *ledger.Transaction) error {
-	st := NewOverlay(c.view)
-	// A private copy: execution may reload the rules of the environment.
-	env := *c.env
+	st := NewOverlay(c.base)
+	env := *c.env // a private copy
 	id := tx.ID()
 	body, err := env.admit(st, tx, id)
 	if err != nil {
