@@ -152,8 +152,8 @@ var names = map[Code]string{
 	BadParams: "bad-params",
 
 	AnchorGap: "anchor-gap", ReadDenied: "read-denied", ReaderNotFound: "reader-not-found",
-	ReaderFrozen: "reader-frozen", PayloadUnavail: "payload-unavailable",
-	Internal: "internal",
+	ReaderFrozen: "reader-frozen",
+	Internal:     "internal",
 }
 
 // Known reports whether c is a defined code.
