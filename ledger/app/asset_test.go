@@ -116,7 +116,9 @@ func TestAssetTransfer(t *testing.T) {
 		c.ok(spec{from: "issuer", to: c.addr("alice"), body: &txs.AssetAllocate{Symbol: "EB", Amount: 30}})
 	}
 	xfer := func(from, to string, n uint64) func(c *chain) spec {
-		return func(c *chain) spec { return spec{from: from, to: c.addr(to), body: &txs.AssetTransfer{Symbol: "EB", Amount: n}} }
+		return func(c *chain) spec {
+			return spec{from: from, to: c.addr(to), body: &txs.AssetTransfer{Symbol: "EB", Amount: n}}
+		}
 	}
 	runCases(t, []testCase{
 		{name: "accepted", setup: setup, spec: xfer("alice", "bob", 30), check: func(t *testing.T, c *chain, out *app.Output, _ ledger.TxID) {

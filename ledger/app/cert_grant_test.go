@@ -68,7 +68,9 @@ func TestCertRevoke(t *testing.T) {
 		cert = tx.ID()
 	}
 	revoke := func(from string) func(c *chain) spec {
-		return func(c *chain) spec { return spec{from: from, body: &txs.CertRevoke{Certificate: cert, Reason: "fraudulent application"}} }
+		return func(c *chain) spec {
+			return spec{from: from, body: &txs.CertRevoke{Certificate: cert, Reason: "fraudulent application"}}
+		}
 	}
 	runCases(t, []testCase{
 		{name: "by its issuer", setup: setup, spec: revoke("issuer"), check: func(t *testing.T, c *chain, out *app.Output, _ ledger.TxID) {

@@ -478,7 +478,7 @@ type op struct {
 	sender    *ledger.Account
 	recipient *ledger.Address
 	body      txs.Body
-	payload   *gm.Digest         // the transaction's payload digest
+	payload   *gm.Digest // the transaction's payload digest
 	signers   []ledger.PublicKeyBytes
 	out       *txOut
 
@@ -509,7 +509,10 @@ func (env *blockEnv) dispatch(st *Overlay, tx *ledger.Transaction, id ledger.TxI
 	if err := env.filterBody(tx, body); err != nil {
 		return nil, err
 	}
-	h := handlers[tx.Body.Type]
+	h, ok := handlerFor(tx.Body.Type)
+	if !ok {
+		return nil, reason.Errorf(reason.UnknownType, "no handler for %s", tx.Body.Type)
+	}
 	o := &op{
 		env: env, st: st, id: id, txType: tx.Body.Type, data: e.Data, sender: sender,
 		recipient: e.Recipient, body: body, payload: tx.Body.PayloadDigest,
@@ -529,7 +532,7 @@ func (env *blockEnv) dispatch(st *Overlay, tx *ledger.Transaction, id ledger.TxI
 		}
 	}
 	if needQuorum {
-		return o, env.govern(h, o, pop)
+		return o, env.govern(&h, o, pop)
 	}
 	if !h.adminSigners {
 		for _, s := range tx.Body.Signers {
@@ -541,7 +544,7 @@ func (env *blockEnv) dispatch(st *Overlay, tx *ledger.Transaction, id ledger.TxI
 	if h.roles != 0 && sender.Roles&h.roles == 0 {
 		return nil, reason.Errorf(reason.NotPermitted, "%s needs one of the roles %v", tx.Body.Type, h.roles.Names())
 	}
-	return o, env.execute(h, o)
+	return o, env.execute(&h, o)
 }
 
 // execute applies a handler and records its audit event.
@@ -657,10 +660,10 @@ func (env *blockEnv) govern(h *handler, o *op, pop *ledger.PublicKeyBytes) error
 		return err
 	}
 	if uint32(len(approvals)) >= env.params.GovThreshold {
-		o.note = fmt.Sprintf("quorum %d of threshold %d", len(approvals), env.params.GovThreshold)
 		if err := h.apply(o); err != nil {
 			return err
 		}
+		o.note = fmt.Sprintf("approved by %d of threshold %d; %s", len(approvals), env.params.GovThreshold, o.note)
 		o.emit(EventExecuted)
 		return nil
 	}

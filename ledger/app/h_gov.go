@@ -199,7 +199,10 @@ func applyGovApprove(o *op) error {
 	if proposer == nil {
 		return fmt.Errorf("app: proposer %s of %s is not an account", p.Sender, p.ID)
 	}
-	h := handlers[p.Type]
+	h, ok := handlerFor(p.Type)
+	if !ok {
+		return fmt.Errorf("app: stored proposal %s has type %s without a handler", p.ID, p.Type)
+	}
 	po := &op{
 		env: o.env, st: o.st, id: p.ID, txType: p.Type, data: p.Data, sender: proposer,
 		recipient: p.Recipient, body: body, out: o.out,

@@ -28,56 +28,70 @@ type handler struct {
 
 func always(*op) (bool, error) { return true, nil }
 
-// handlers maps each transaction type to its handler. It is filled once
-// by init (function values that refer back to the table cannot be a
-// variable initialiser) and never changed afterwards.
-var handlers map[ledger.TxType]*handler
-
-func init() {
+// handlerFor returns the handler of type t, or false for a type without
+// one.
+func handlerFor(t ledger.TxType) (handler, bool) {
 	const writers = ledger.RoleMember | ledger.RoleKiosk | ledger.RoleIssuer
-	handlers = map[ledger.TxType]*handler{
-		ledger.TxRecordPut:       {roles: writers, apply: applyRecordPut},
-		ledger.TxRecordSupersede: {roles: writers, apply: applyRecordSupersede},
-		ledger.TxRecordMask:      {roles: ledger.RoleRegulator, apply: applyRecordMask, audited: true},
-		ledger.TxAuditAnchor: {
-			roles: ledger.RoleOfficer | ledger.RoleAdmin | ledger.RoleRegulator, apply: applyAuditAnchor, audited: true,
-		},
+	switch t {
+	case ledger.TxRecordPut:
+		return handler{roles: writers, apply: applyRecordPut}, true
+	case ledger.TxRecordSupersede:
+		return handler{roles: writers, apply: applyRecordSupersede}, true
+	case ledger.TxRecordMask:
+		return handler{roles: ledger.RoleRegulator, apply: applyRecordMask, audited: true}, true
+	case ledger.TxAuditAnchor:
+		return handler{roles: ledger.RoleOfficer | ledger.RoleAdmin | ledger.RoleRegulator, apply: applyAuditAnchor, audited: true}, true
 
-		ledger.TxCertIssue:  {roles: ledger.RoleIssuer, apply: applyCertIssue},
-		ledger.TxCertRevoke: {roles: ledger.RoleIssuer | ledger.RoleRegulator, apply: applyCertRevoke, audited: true},
+	case ledger.TxCertIssue:
+		return handler{roles: ledger.RoleIssuer, apply: applyCertIssue}, true
+	case ledger.TxCertRevoke:
+		return handler{roles: ledger.RoleIssuer | ledger.RoleRegulator, apply: applyCertRevoke, audited: true}, true
 
-		ledger.TxGrantAccess:  {apply: applyGrantAccess, audited: true},
-		ledger.TxRevokeAccess: {apply: applyRevokeAccess, audited: true},
+	case ledger.TxGrantAccess:
+		return handler{apply: applyGrantAccess, audited: true}, true
+	case ledger.TxRevokeAccess:
+		return handler{apply: applyRevokeAccess, audited: true}, true
 
-		ledger.TxAssetIssue:    {roles: ledger.RoleIssuer, apply: applyAssetIssue},
-		ledger.TxAssetMint:     {roles: ledger.RoleIssuer, apply: applyAssetMint},
-		ledger.TxAssetAllocate: {roles: ledger.RoleIssuer, apply: applyAssetAllocate},
-		ledger.TxAssetTransfer: {apply: applyAssetTransfer},
+	case ledger.TxAssetIssue:
+		return handler{roles: ledger.RoleIssuer, apply: applyAssetIssue}, true
+	case ledger.TxAssetMint:
+		return handler{roles: ledger.RoleIssuer, apply: applyAssetMint}, true
+	case ledger.TxAssetAllocate:
+		return handler{roles: ledger.RoleIssuer, apply: applyAssetAllocate}, true
+	case ledger.TxAssetTransfer:
+		return handler{apply: applyAssetTransfer}, true
 
-		ledger.TxAccountRegister: {
+	case ledger.TxAccountRegister:
+		return handler{
 			roles: ledger.RoleAdmin, quorum: registerNeedsQuorum, apply: applyAccountRegister, audited: true,
 			pop: func(b txs.Body) *ledger.PublicKeyBytes { return &b.(*txs.AccountRegister).PublicKey },
-		},
-		ledger.TxAccountFreeze: {
-			roles: ledger.RoleAdmin | ledger.RoleRegulator, quorum: targetIsPrivileged, apply: applyAccountFreeze, audited: true,
-		},
-		ledger.TxAccountUnfreeze: {
-			roles: ledger.RoleAdmin | ledger.RoleRegulator, quorum: targetIsPrivileged, apply: applyAccountUnfreeze, audited: true,
-		},
-		ledger.TxAccountRotateKey: {
+		}, true
+	case ledger.TxAccountFreeze:
+		return handler{roles: ledger.RoleAdmin | ledger.RoleRegulator, quorum: targetIsPrivileged, apply: applyAccountFreeze, audited: true}, true
+	case ledger.TxAccountUnfreeze:
+		return handler{roles: ledger.RoleAdmin | ledger.RoleRegulator, quorum: targetIsPrivileged, apply: applyAccountUnfreeze, audited: true}, true
+	case ledger.TxAccountRotateKey:
+		return handler{
 			quorum: rotationIsRecovery, apply: applyAccountRotateKey, audited: true,
 			pop: func(b txs.Body) *ledger.PublicKeyBytes { return &b.(*txs.AccountRotateKey).NewKey },
-		},
-		ledger.TxAccountSetRoles: {
-			roles: ledger.RoleAdmin, quorum: roleChangeIsPrivileged, apply: applyAccountSetRoles, audited: true,
-		},
+		}, true
+	case ledger.TxAccountSetRoles:
+		return handler{roles: ledger.RoleAdmin, quorum: roleChangeIsPrivileged, apply: applyAccountSetRoles, audited: true}, true
 
-		ledger.TxNodeAdd:         {quorum: always, apply: applyNodeAdd, audited: true},
-		ledger.TxNodeRemove:      {quorum: always, apply: applyNodeRemove, audited: true},
-		ledger.TxNodeRotateKey:   {quorum: always, apply: applyNodeRotateKey, audited: true},
-		ledger.TxParamsChange:    {quorum: always, apply: applyParamsChange, audited: true},
-		ledger.TxProtocolUpgrade: {quorum: always, apply: applyProtocolUpgrade, audited: true},
-		ledger.TxFilterUpdate:    {quorum: always, apply: applyFilterUpdate, audited: true},
-		ledger.TxGovApprove:      {roles: ledger.RoleAdmin, adminSigners: true, apply: applyGovApprove},
+	case ledger.TxNodeAdd:
+		return handler{quorum: always, apply: applyNodeAdd, audited: true}, true
+	case ledger.TxNodeRemove:
+		return handler{quorum: always, apply: applyNodeRemove, audited: true}, true
+	case ledger.TxNodeRotateKey:
+		return handler{quorum: always, apply: applyNodeRotateKey, audited: true}, true
+	case ledger.TxParamsChange:
+		return handler{quorum: always, apply: applyParamsChange, audited: true}, true
+	case ledger.TxProtocolUpgrade:
+		return handler{quorum: always, apply: applyProtocolUpgrade, audited: true}, true
+	case ledger.TxFilterUpdate:
+		return handler{quorum: always, apply: applyFilterUpdate, audited: true}, true
+	case ledger.TxGovApprove:
+		return handler{roles: ledger.RoleAdmin, adminSigners: true, apply: applyGovApprove}, true
 	}
+	return handler{}, false
 }

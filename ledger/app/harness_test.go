@@ -116,7 +116,7 @@ func peer(k *gm.PrivateKey, addr string) ledger.PeerConfig {
 // spec describes a transaction to build.
 type spec struct {
 	typ     ledger.TxType
-	from    string         // sender account name
+	from    string          // sender account name
 	sender  *ledger.Address // overrides the sender address
 	signers []gm.Signer     // default: from's key
 	to      *ledger.Address
@@ -278,6 +278,8 @@ func digest(s string) gm.Digest { return gm.SM3([]byte(s)) }
 
 func dptr(s string) *gm.Digest { d := digest(s); return &d }
 
-func pkixName(cn string) pkix.Name { return pkix.Name{CommonName: cn, Organization: []string{"Hallmark test"}} }
+func pkixName(cn string) pkix.Name {
+	return pkix.Name{CommonName: cn, Organization: []string{"Hallmark test"}}
+}
 
 func nowish() time.Time { return time.UnixMilli(genesisTime).UTC() }

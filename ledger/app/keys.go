@@ -61,15 +61,15 @@ func be64(v uint64) []byte {
 }
 
 func accountKey(a ledger.Address) []byte { return cat([]byte(prefixAccount), a[:]) }
-func keyIndexKey(id gm.KeyID) []byte    { return cat([]byte(prefixKey), id[:]) }
-func recordKey(id gm.Digest) []byte     { return cat([]byte(prefixRecord), id[:]) }
+func keyIndexKey(id gm.KeyID) []byte     { return cat([]byte(prefixKey), id[:]) }
+func recordKey(id gm.Digest) []byte      { return cat([]byte(prefixRecord), id[:]) }
 func subjectKey(s ledger.Address, id gm.Digest) []byte {
 	return cat([]byte(prefixSubject), s[:], id[:])
 }
-func erasedKey(d gm.Digest) []byte   { return cat([]byte(prefixErased), d[:]) }
-func certKey(id gm.Digest) []byte    { return cat([]byte(prefixCert), id[:]) }
-func certDocKey(d gm.Digest) []byte  { return cat([]byte(prefixCertDoc), d[:]) }
-func assetKey(symbol string) []byte  { return cat([]byte(prefixAsset), []byte(symbol)) }
+func erasedKey(d gm.Digest) []byte  { return cat([]byte(prefixErased), d[:]) }
+func certKey(id gm.Digest) []byte   { return cat([]byte(prefixCert), id[:]) }
+func certDocKey(d gm.Digest) []byte { return cat([]byte(prefixCertDoc), d[:]) }
+func assetKey(symbol string) []byte { return cat([]byte(prefixAsset), []byte(symbol)) }
 func balancePrefix(symbol string) []byte {
 	return cat([]byte(prefixBalance), []byte(symbol), []byte{0})
 }

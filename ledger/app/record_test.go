@@ -239,7 +239,9 @@ func TestRecordMask(t *testing.T) {
 		{name: "already masked", want: reason.RecordMasked, setup: func(c *chain) {
 			setup(c)
 			c.ok(spec{from: "regulator", body: &txs.RecordMask{Record: rec, Reason: "first"}})
-		}, spec: func(c *chain) spec { return spec{from: "regulator", body: &txs.RecordMask{Record: rec, Reason: "second"}} }},
+		}, spec: func(c *chain) spec {
+			return spec{from: "regulator", body: &txs.RecordMask{Record: rec, Reason: "second"}}
+		}},
 		{name: "empty reason", want: reason.BadBody, setup: setup, spec: func(c *chain) spec {
 			return spec{from: "regulator", body: &txs.RecordMask{Record: rec}}
 		}},
