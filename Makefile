@@ -37,3 +37,13 @@ generate: ## regenerate generated code (BPF objects need clang)
 
 fuzz: ## run each fuzz target for FUZZTIME
 	bash scripts/fuzz.sh $(FUZZTIME)
+
+# --- ledger ---
+.PHONY: bench-ledger fuzz-ledger
+bench-ledger: ## ledger execution: BenchmarkApplyBlock (1,000 record puts, without and with SM2 verification)
+	$(GO) test -run '^$$' -bench BenchmarkApplyBlock -benchtime 20x ./ledger/app/
+
+fuzz-ledger: ## fuzz the ledger application's decoders and apply path for FUZZTIME each
+	for t in FuzzApplyRandomBlocks FuzzApplyRawBody; do $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./ledger/app/ || exit 1; done
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeBody$$' -fuzztime $(FUZZTIME) ./ledger/txs/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./ledger/envelope/

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
+	"sync"
 	"testing"
 
 	"hallmark/ledger"
@@ -121,5 +123,39 @@ func TestCheckerDoesNotWrite(t *testing.T) {
 	var re *reason.Error
 	if err := c.x.CheckTx(c.store, &tx, c.time+blockStep); !errors.As(err, &re) || re.Code != reason.Duplicate {
 		t.Fatalf("check after execution: %v", err)
+	}
+}
+
+// TestCheckerConcurrent: one Checker serves several goroutines (the
+// mempool verifies in parallel) and gives each the sequential verdict.
+func TestCheckerConcurrent(t *testing.T) {
+	kc := keyCache{}
+	c := newChain(t, kc, nil)
+	g := newGen(c, 99, kc)
+	list := make([]ledger.Transaction, 40)
+	for i := range list {
+		list[i] = g.tx()
+	}
+	at := c.time + blockStep
+	checker, err := c.x.NewChecker(c.store, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]reason.Code, len(list))
+	for i := range list {
+		want[i] = reason.Of(checker.Check(&list[i]))
+	}
+	got := make([]reason.Code, len(list))
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := w; i < len(list); i += 4 {
+				got[i] = reason.Of(checker.Check(&list[i]))
+			}
+		})
+	}
+	wg.Wait()
+	if !slices.Equal(got, want) {
+		t.Fatalf("concurrent verdicts %v, sequential %v", got, want)
 	}
 }
