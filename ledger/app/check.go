@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 
+	"hallmark/gm"
 	"hallmark/ledger"
 	"hallmark/ledger/envelope"
 	"hallmark/ledger/reason"
@@ -80,17 +81,24 @@ func (x *Executor) CheckTx(view View, tx *ledger.Transaction, at int64) error {
 
 // CheckPayload applies the checks that need the payload bytes, which
 // execution never sees (blocks are stored and replayed without payloads):
-// the payload is present, its size is the declared one and within the
-// rule set's limit, a plaintext payload contains no blocked keyword, and
+// a payload is attached exactly when the transaction names one, it hashes
+// to the named digest, its size is the declared one and within the rule
+// set's limit, a plaintext payload contains no blocked keyword, and
 // an envelope is well formed and lists exactly the body's readers.
 // body is the transaction's decoded body.
 func CheckPayload(rules *txs.FilterRules, tx *ledger.Transaction, body txs.Body) error {
 	rp := recordBody(body)
-	if rp == nil || !rp.HasPayload() {
+	if rp == nil || !rp.HasPayload() || tx.Body.PayloadDigest == nil {
+		if tx.Payload != nil {
+			return reason.New(reason.UnexpectedPayload, "a payload is attached to a transaction that names none")
+		}
 		return nil
 	}
 	if tx.Payload == nil {
 		return reason.New(reason.PayloadMissing, "the payload named by the transaction is not attached")
+	}
+	if gm.SM3(tx.Payload) != *tx.Body.PayloadDigest {
+		return reason.New(reason.PayloadMismatch, "the payload does not hash to the transaction's payload digest")
 	}
 	if uint64(len(tx.Payload)) != rp.Size {
 		return reason.Errorf(reason.PayloadMismatch, "payload of %d bytes, body says %d", len(tx.Payload), rp.Size)
@@ -117,7 +125,7 @@ func CheckPayload(rules *txs.FilterRules, tx *ledger.Transaction, body txs.Body)
 
 // CheckProposal checks what a voter must check in a proposed block
 // besides executing it: every transaction that names a payload carries
-// it, and every payload passes [CheckPayload] under the content-filter
+// it, no other transaction carries one, and every payload passes [CheckPayload] under the content-filter
 // rules of view (the parent's state). A leader runs it before proposing;
 // a voter refuses a block that fails it. Committed blocks replayed
 // during catch-up carry no payloads and skip this check.
@@ -128,7 +136,7 @@ func CheckProposal(view View, b *ledger.Block) error {
 	}
 	for i := range b.Txs {
 		tx := &b.Txs[i]
-		if tx.Body.PayloadDigest == nil {
+		if tx.Body.PayloadDigest == nil && tx.Payload == nil {
 			continue
 		}
 		body, err := txs.Decode(tx.Body.Type, tx.Body.Entity.Data)

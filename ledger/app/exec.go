@@ -389,7 +389,11 @@ func (env *blockEnv) admit(st View, tx *ledger.Transaction, id ledger.TxID) (txs
 	if !b.Type.Known() {
 		return nil, reason.Errorf(reason.UnknownType, "type 0x%04x", uint16(b.Type))
 	}
-	if err := tx.Validate(); err != nil {
+	// Execution never looks at the payload: blocks replayed from storage
+	// have none, and must execute exactly as they did with them. The
+	// payload checks are CheckPayload's, made by the mempool and voters.
+	stripped := tx.WithoutPayload()
+	if err := stripped.Validate(); err != nil {
 		return nil, reason.New(reason.Malformed, err.Error())
 	}
 	if b.ChainID != env.chainID {
@@ -448,8 +452,7 @@ func recordBody(body txs.Body) *txs.RecordPut {
 }
 
 // checkPayloadRule checks that a payload digest appears exactly on
-// records whose content is a payload, and that a payload that travels
-// with the transaction has the declared size.
+// records whose content is a payload.
 func checkPayloadRule(tx *ledger.Transaction, body txs.Body) error {
 	rp := recordBody(body)
 	if rp == nil || !rp.HasPayload() {
@@ -460,9 +463,6 @@ func checkPayloadRule(tx *ledger.Transaction, body txs.Body) error {
 	}
 	if tx.Body.PayloadDigest == nil {
 		return reason.Errorf(reason.PayloadMismatch, "%s record without a payload digest", rp.Kind)
-	}
-	if tx.Payload != nil && uint64(len(tx.Payload)) != rp.Size {
-		return reason.Errorf(reason.PayloadMismatch, "payload of %d bytes, body says %d", len(tx.Payload), rp.Size)
 	}
 	return nil
 }

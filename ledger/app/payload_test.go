@@ -139,6 +139,12 @@ func TestPayloadChecks(t *testing.T) {
 	}
 	missing := plainPut([]byte("fine"))
 	missing.Payload = nil
+	tampered := plainPut([]byte("signed text"))
+	tampered.Payload = []byte("other text!")
+	wrongSize := c.tx(spec{from: "kiosk", payload: []byte("12345"), body: &txs.RecordPut{
+		RecordType: "note", Subject: *c.addr("bob"), Kind: txs.PayloadPlain, Size: 6}})
+	stray := c.tx(simplePut(c, "alice"))
+	stray.Payload = []byte("nobody asked for this")
 	for _, tc := range []struct {
 		name string
 		tx   ledger.Transaction
@@ -149,6 +155,9 @@ func TestPayloadChecks(t *testing.T) {
 		{"keyword in a binary payload", plainPut([]byte{0xff, 0x00, 'c', 'o', 'n', 't', 'r', 'a', 'b', 'a', 'n', 'd'}), reason.FilterKeyword},
 		{"over the rule's size", plainPut(make([]byte, 5000)), reason.FilterSize},
 		{"payload not attached", missing, reason.PayloadMissing},
+		{"payload swapped after signing", tampered, reason.PayloadMismatch},
+		{"payload of another size than declared", wrongSize, reason.PayloadMismatch},
+		{"payload on a transaction that names none", stray, reason.UnexpectedPayload},
 		{"sealed", sealed(env, readers), reason.OK},
 		{"sealed for other readers than listed", sealed(env, []ledger.Address{*c.addr("alice")}), reason.PayloadMismatch},
 		{"sealed but not an envelope", sealed([]byte("plain text pretending"), readers), reason.PayloadMismatch},
@@ -182,5 +191,33 @@ func TestEnvelopeReadsForReadersOnly(t *testing.T) {
 	}
 	if _, err := envelope.Open(env, c.keys["bob"]); !errors.Is(err, envelope.ErrNotReader) {
 		t.Fatalf("bob opened it: %v", err)
+	}
+}
+
+// TestExecutionIgnoresPayloads: whatever payload a block's transactions
+// carry — the right one, none, or a wrong one that a voter's
+// CheckProposal would refuse — execution gives the same output, so nodes
+// replaying stored bodies (which have no payloads) agree with the nodes
+// that executed the proposal.
+func TestExecutionIgnoresPayloads(t *testing.T) {
+	c := newChain(t, nil, nil)
+	doc := []byte("the real document")
+	put := c.tx(spec{from: "kiosk", payload: doc, body: &txs.RecordPut{
+		RecordType: "note", Subject: *c.addr("bob"), Kind: txs.PayloadPlain, Size: uint64(len(doc))}})
+	variants := map[string][]byte{"right": doc, "none": nil, "wrong": []byte("x"), "stray-looking": make([]byte, 5000)}
+	var roots []gm.Digest
+	for name, p := range variants {
+		tx := put
+		tx.Payload = p
+		out, err := c.x.ExecuteBlock(c.store, c.root, c.nextBlock(tx))
+		if err != nil || !out.Results[0].OK() {
+			t.Fatalf("%s: %v %+v", name, err, out.Results)
+		}
+		roots = append(roots, out.StateRoot)
+	}
+	for _, r := range roots[1:] {
+		if r != roots[0] {
+			t.Fatal("execution depends on the payload")
+		}
 	}
 }

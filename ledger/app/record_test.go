@@ -129,9 +129,6 @@ func TestRecordPut(t *testing.T) {
 		{name: "payload kind without payload digest", want: reason.PayloadMismatch, spec: func(c *chain) spec {
 			return spec{from: "alice", body: &txs.RecordPut{RecordType: "x", Subject: *c.addr("alice"), Kind: txs.PayloadPlain, Size: 5}}
 		}},
-		{name: "payload size differs", want: reason.PayloadMismatch, spec: func(c *chain) spec {
-			return spec{from: "alice", payload: []byte("12345"), body: &txs.RecordPut{RecordType: "x", Subject: *c.addr("alice"), Kind: txs.PayloadPlain, Size: 6}}
-		}},
 		{name: "payload on digest-only record", want: reason.UnexpectedPayload, spec: func(c *chain) spec {
 			return spec{from: "alice", payload: []byte("p"), body: &txs.RecordPut{RecordType: "x", Subject: *c.addr("alice"), Digest: dptr("d")}}
 		}},
