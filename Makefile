@@ -52,3 +52,13 @@ generate-xdp: ## rebuild the XDP object and its Go bindings (needs clang)
 	$(GO) generate ./netstack/xdp
 bench-xdp: ## flood figure: junk drops/s and valid tx/s with XDP vs the Go twin (root, netns)
 	$(GO) test -run '^$$' -bench '^BenchmarkFlood$$' -benchtime 1x ./netstack/xdp/
+
+# --- ledger ---
+.PHONY: bench-ledger fuzz-ledger
+bench-ledger: ## ledger execution: BenchmarkApplyBlock (1,000 record puts, without and with SM2 verification)
+	$(GO) test -run '^$$' -bench BenchmarkApplyBlock -benchtime 20x ./ledger/app/
+
+fuzz-ledger: ## fuzz the ledger application's decoders and apply path for FUZZTIME each
+	for t in FuzzApplyRandomBlocks FuzzApplyRawBody; do $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./ledger/app/ || exit 1; done
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeBody$$' -fuzztime $(FUZZTIME) ./ledger/txs/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./ledger/envelope/

@@ -43,6 +43,7 @@ const (
 	TxParamsChange    TxType = 0x0604
 	TxProtocolUpgrade TxType = 0x0605
 	TxGovApprove      TxType = 0x0606 // one approval of a pending proposal
+	TxFilterUpdate    TxType = 0x0607 // replace the content-filter rule set
 
 	// Supervision.
 	TxRecordMask  TxType = 0x0701
@@ -57,7 +58,7 @@ var txTypeNames = map[TxType]string{
 	TxAccountRegister: "account.register", TxAccountFreeze: "account.freeze", TxAccountUnfreeze: "account.unfreeze",
 	TxAccountRotateKey: "account.rotate-key", TxAccountSetRoles: "account.set-roles",
 	TxNodeAdd: "gov.node-add", TxNodeRemove: "gov.node-remove", TxNodeRotateKey: "gov.node-rotate-key",
-	TxParamsChange: "gov.params", TxProtocolUpgrade: "gov.protocol-upgrade", TxGovApprove: "gov.approve",
+	TxParamsChange: "gov.params", TxProtocolUpgrade: "gov.protocol-upgrade", TxGovApprove: "gov.approve", TxFilterUpdate: "gov.filter",
 	TxRecordMask: "supervision.mask", TxAuditAnchor: "supervision.audit-anchor",
 }
 
