@@ -37,3 +37,10 @@ generate: ## regenerate generated code (BPF objects need clang)
 
 fuzz: ## run each fuzz target for FUZZTIME
 	bash scripts/fuzz.sh $(FUZZTIME)
+
+# --- gm ---
+# `make bench` takes BENCH (regexp), BENCHTIME, BENCHCOUNT and BENCHPKG
+# (import-path regexp) from the environment or the make command line.
+.PHONY: bench-gm
+bench-gm: ## gm benchmarks only, with the SM2/P-256 and emmansun/tjfoc ratios
+	$(GO) run ./tools/benchratio ./gm/
