@@ -39,7 +39,7 @@ fuzz: ## run each fuzz target for FUZZTIME
 	bash scripts/fuzz.sh $(FUZZTIME)
 
 # --- gm ---
-# `make bench` takes BENCH (regexp), BENCHTIME, BENCHCOUNT and BENCHPKG
+# `make bench` takes BENCH (regexp), BENCHTIME, BENCHCOUNT, BENCHROUNDS and BENCHPKG
 # (import-path regexp) from the environment or the make command line.
 .PHONY: bench-gm
 bench-gm: ## gm benchmarks only, with the SM2/P-256 and emmansun/tjfoc ratios

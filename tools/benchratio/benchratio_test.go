@@ -74,10 +74,14 @@ func TestParseGM(t *testing.T) {
 func TestParseMultiPackage(t *testing.T) {
 	out := parseFile(t, "multi.txt", 2)
 
-	// -count 2: each benchmark is one result with the mean of its runs.
+	// -count 2: each benchmark is one result, its faster run (the second
+	// here), with all of that run's figures.
 	cp := mustFind(t, out, "a.Copy")
-	if cp.Runs != 2 || !near(cp.Metrics["ns/op"], (102.3+92.58)/2) || !near(cp.Metrics["MB/s"], (40039.49+44245.21)/2) {
+	if cp.Runs != 2 || cp.Metrics["ns/op"] != 92.58 || cp.Metrics["MB/s"] != 44245.21 || cp.Iters != 2000 {
 		t.Errorf("a.Copy = %+v", cp)
+	}
+	if fast := mustFind(t, out, "a.Fast"); fast.Metrics["ns/op"] != 0.5155 {
+		t.Errorf("a.Fast kept %v, want the faster first run", fast.Metrics["ns/op"])
 	}
 	// Only the -2 procs suffix is stripped; "-1" and "-4" belong to the names.
 	for _, ref := range []string{"b.Encode/shards-1", "b.Encode/shards-4"} {
@@ -233,7 +237,7 @@ func TestRunParseMode(t *testing.T) {
 	}
 
 	// Usage errors.
-	for _, args := range [][]string{{"-count", "0"}, {"-nosuchflag"}, {"-parse", "testdata/none.txt"}} {
+	for _, args := range [][]string{{"-count", "0"}, {"-rounds", "0"}, {"-nosuchflag"}, {"-parse", "testdata/none.txt"}} {
 		if code := run(ctx, args, &stdout, &stderr, noEnv); code != exitUsage {
 			t.Errorf("%q: exit %d, want %d", args, code, exitUsage)
 		}
@@ -249,13 +253,13 @@ func TestRunParseMode(t *testing.T) {
 }
 
 func TestFlagsFromEnvironment(t *testing.T) {
-	env := map[string]string{"BENCH": "SM2", "BENCHTIME": "200ms", "BENCHCOUNT": "3", "BENCHPKG": "/gm$"}
+	env := map[string]string{"BENCH": "SM2", "BENCHTIME": "200ms", "BENCHCOUNT": "3", "BENCHROUNDS": "2", "BENCHPKG": "/gm$"}
 	var stderr bytes.Buffer
 	cfg, err := parseFlags([]string{"./gm/"}, &stderr, func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.bench != "SM2" || cfg.benchtime != "200ms" || cfg.count != 3 || cfg.pkgFilter != "/gm$" ||
+	if cfg.bench != "SM2" || cfg.benchtime != "200ms" || cfg.count != 3 || cfg.rounds != 2 || cfg.pkgFilter != "/gm$" ||
 		len(cfg.patterns) != 1 || cfg.patterns[0] != "./gm/" {
 		t.Fatalf("config from environment: %+v", cfg)
 	}

@@ -12,12 +12,20 @@
 // a unit ending in "ratio" or "x"). A missed target prints MISS but does
 // not fail the command; a failed benchmark, test binary or build does.
 //
+// On a machine shared with other work, -rounds n repeats the whole run n
+// times and keeps each benchmark's fastest run: unlike -count, whose
+// repetitions of one benchmark follow each other, rounds spread every
+// benchmark over the same stretch of time, so a burst of outside load
+// does not land on one side of a ratio only.
+//
 // Flags (each has an environment default, so `make bench BENCHTIME=3s`
 // works):
 //
 //	-bench regexp     which benchmarks ($BENCH, default ".")
 //	-benchtime d      passed to go test ($BENCHTIME, default go test's 1s)
-//	-count n          runs per benchmark, averaged ($BENCHCOUNT, default 1)
+//	-count n          go test -count; the fastest run is kept ($BENCHCOUNT, default 1)
+//	-rounds n         whole runs, one after another; the fastest run of
+//	                  each benchmark is kept ($BENCHROUNDS, default 1)
 //	-pkg regexp       keep only packages whose import path matches ($BENCHPKG)
 //	-timeout d        go test timeout (default 30m)
 //	-parse file       do not run anything: read saved `go test -bench`
@@ -57,7 +65,7 @@ const (
 
 type config struct {
 	bench, benchtime, pkgFilter, timeout, parseFile string
-	count                                           int
+	count, rounds                                   int
 	patterns                                        []string
 }
 
@@ -75,17 +83,22 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (*c
 	if err != nil {
 		return nil, fmt.Errorf("BENCHCOUNT: %w", err)
 	}
+	rounds, err := strconv.Atoi(envOr("BENCHROUNDS", "1"))
+	if err != nil {
+		return nil, fmt.Errorf("BENCHROUNDS: %w", err)
+	}
 	fs.StringVar(&cfg.bench, "bench", envOr("BENCH", "."), "benchmark regexp passed to go test -bench")
 	fs.StringVar(&cfg.benchtime, "benchtime", getenv("BENCHTIME"), "passed to go test -benchtime (empty: go test's default)")
-	fs.IntVar(&cfg.count, "count", count, "runs per benchmark; figures are averaged")
+	fs.IntVar(&cfg.count, "count", count, "go test -count; each benchmark's fastest run is kept")
+	fs.IntVar(&cfg.rounds, "rounds", rounds, "whole go test runs, one after another; each benchmark's fastest run is kept")
 	fs.StringVar(&cfg.pkgFilter, "pkg", getenv("BENCHPKG"), "keep only packages whose import path matches this regexp")
 	fs.StringVar(&cfg.timeout, "timeout", "30m", "go test -timeout")
 	fs.StringVar(&cfg.parseFile, "parse", "", "report on saved go test -bench output instead of running (\"-\" for stdin)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	if cfg.count < 1 {
-		return nil, fmt.Errorf("-count must be at least 1, got %d", cfg.count)
+	if cfg.count < 1 || cfg.rounds < 1 {
+		return nil, fmt.Errorf("-count and -rounds must be at least 1, got %d and %d", cfg.count, cfg.rounds)
 	}
 	cfg.patterns = fs.Args()
 	if len(cfg.patterns) == 0 {
@@ -119,10 +132,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 			fmt.Fprintln(stderr, "benchratio:", err)
 			return exitUsage
 		}
-		raw, err = runBenchmarks(ctx, cfg, pkgs, stdout, stderr)
-		if err != nil {
-			fmt.Fprintln(stderr, "benchratio:", err)
-			failed = true
+		for round := 1; round <= cfg.rounds; round++ {
+			if cfg.rounds > 1 {
+				fmt.Fprintf(stderr, "benchratio: round %d of %d\n", round, cfg.rounds)
+			}
+			chunk, err := runBenchmarks(ctx, cfg, pkgs, stdout, stderr)
+			raw = append(raw, chunk...)
+			if err != nil {
+				fmt.Fprintln(stderr, "benchratio:", err)
+				failed = true
+				break
+			}
 		}
 	}
 

@@ -9,12 +9,15 @@ import (
 )
 
 // Result is one benchmark's figures from `go test -bench` output. When a
-// benchmark ran several times (-count), its metrics are the mean.
+// benchmark ran several times (-count, or several rounds), the fastest run
+// (lowest ns/op) stands for it: on a shared machine the fastest run is the
+// one least disturbed by other load, and all of a run's figures are kept
+// together rather than averaged across runs.
 type Result struct {
 	Pkg     string             // import path, from the "pkg:" line before it
 	Name    string             // without the "Benchmark" prefix and the -GOMAXPROCS suffix
-	Runs    int                // how many result lines were averaged
-	Iters   int64              // iterations of the last run
+	Runs    int                // how many result lines were seen
+	Iters   int64              // iterations of the chosen run
 	Metrics map[string]float64 // unit → value: "ns/op", "MB/s", "B/op", "allocs/op", custom units
 }
 
@@ -114,16 +117,11 @@ func trimName(name string, procs int) string {
 	return name
 }
 
-// merge folds another run of the same benchmark into r as a running mean.
+// merge folds another run of the same benchmark into r, keeping the
+// faster of the two.
 func (r *Result) merge(o *Result) {
-	n := float64(r.Runs)
-	for unit, v := range o.Metrics {
-		if old, ok := r.Metrics[unit]; ok {
-			r.Metrics[unit] = (old*n + v) / (n + 1)
-		} else {
-			r.Metrics[unit] = v
-		}
-	}
 	r.Runs++
-	r.Iters = o.Iters
+	if o.Metrics["ns/op"] < r.Metrics["ns/op"] {
+		r.Metrics, r.Iters = o.Metrics, o.Iters
+	}
 }

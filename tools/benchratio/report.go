@@ -72,7 +72,7 @@ func isSelfRatio(unit string) bool {
 // Report prints the ratio section and returns how many targets were missed.
 func Report(w io.Writer, out *Output, table []Ratio) (missed int) {
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "== ratios (one run; speed of the first over speed of the second, in ops/s or MB/s)")
+	fmt.Fprintln(w, "== ratios: speed of the first over speed of the second (ops/s, or MB/s when both report it)")
 	printed := 0
 	for _, r := range table {
 		num, errN := find(out, r.Num)
