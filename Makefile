@@ -62,3 +62,10 @@ fuzz-ledger: ## fuzz the ledger application's decoders and apply path for FUZZTI
 	for t in FuzzApplyRandomBlocks FuzzApplyRawBody; do $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./ledger/app/ || exit 1; done
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeBody$$' -fuzztime $(FUZZTIME) ./ledger/txs/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./ledger/envelope/
+
+# --- gm ---
+# `make bench` takes BENCH (regexp), BENCHTIME, BENCHCOUNT, BENCHROUNDS and BENCHPKG
+# (import-path regexp) from the environment or the make command line.
+.PHONY: bench-gm
+bench-gm: ## gm benchmarks only, with the SM2/P-256 and emmansun/tjfoc ratios
+	$(GO) run ./tools/benchratio ./gm/

@@ -1,6 +1,7 @@
 package gm
 
 import (
+	"errors"
 	"fmt"
 	"math/big"
 
@@ -28,4 +29,19 @@ func marshalDERIntegers(r, s *big.Int) []byte {
 		b.AddASN1BigInt(s)
 	})
 	return b.BytesOrPanic()
+}
+
+// checkSingleDER reports an error unless der is exactly one DER SEQUENCE
+// with nothing after it. The x509 parsers for PKCS#8 ignore trailing bytes;
+// gm does not, so that what parses is exactly what re-encodes.
+func checkSingleDER(der []byte) error {
+	var inner cryptobyte.String
+	input := cryptobyte.String(der)
+	if !input.ReadASN1(&inner, asn1.SEQUENCE) {
+		return errors.New("not a DER SEQUENCE")
+	}
+	if !input.Empty() {
+		return fmt.Errorf("%d bytes after the SEQUENCE", len(input))
+	}
+	return nil
 }

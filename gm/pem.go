@@ -37,6 +37,9 @@ func (k *PrivateKey) MarshalPKCS8PEM() ([]byte, error) {
 
 // ParsePKCS8 parses an unencrypted PKCS#8 SM2 private key.
 func ParsePKCS8(der []byte) (*PrivateKey, error) {
+	if err := checkSingleDER(der); err != nil {
+		return nil, fmt.Errorf("%w: PKCS#8: %v", ErrPrivateKey, err)
+	}
 	key, err := smx509.ParsePKCS8PrivateKey(der)
 	if err != nil {
 		return nil, fmt.Errorf("%w: PKCS#8: %v", ErrPrivateKey, err)
@@ -77,6 +80,9 @@ func (p *PublicKey) MarshalPKIXPEM() ([]byte, error) {
 
 // ParsePKIX parses SubjectPublicKeyInfo DER holding an SM2 key.
 func ParsePKIX(der []byte) (*PublicKey, error) {
+	if err := checkSingleDER(der); err != nil {
+		return nil, fmt.Errorf("%w: PKIX: %v", ErrPublicKey, err)
+	}
 	key, err := smx509.ParsePKIXPublicKey(der)
 	if err != nil {
 		return nil, fmt.Errorf("%w: PKIX: %v", ErrPublicKey, err)

@@ -166,11 +166,17 @@ func (p *PublicKey) DigestWithUID(uid, msg []byte) (Digest, error) {
 // Verify reports whether sig is a valid SM2 signature of msg under the
 // default user id.
 func (p *PublicKey) Verify(msg []byte, sig Signature) bool {
+	if p == nil || p.key == nil {
+		return false
+	}
 	return p.VerifyDigest(p.Digest(msg), sig)
 }
 
 // VerifyWithUID reports whether sig is a valid SM2 signature of msg under uid.
 func (p *PublicKey) VerifyWithUID(uid, msg []byte, sig Signature) bool {
+	if p == nil || p.key == nil {
+		return false
+	}
 	e, err := p.DigestWithUID(uid, msg)
 	if err != nil {
 		return false
@@ -181,6 +187,9 @@ func (p *PublicKey) VerifyWithUID(uid, msg []byte, sig Signature) bool {
 // VerifyDigest reports whether sig is a valid SM2 signature of the
 // precomputed e = SM3(Z_A ‖ M).
 func (p *PublicKey) VerifyDigest(e Digest, sig Signature) bool {
+	if p == nil || p.key == nil {
+		return false
+	}
 	der, err := sig.DER()
 	if err != nil {
 		return false
@@ -287,9 +296,15 @@ func (k *PrivateKey) SignDigest(random io.Reader, e Digest) (Signature, error) {
 }
 
 // Decrypt decrypts a C1 ‖ C3 ‖ C2 ciphertext made by [PublicKey.Encrypt].
+// C1 must be uncompressed (0x04 ‖ x ‖ y); other encodings some libraries
+// produce (ASN.1, compressed C1, C1 ‖ C2 ‖ C3) are refused rather than
+// guessed at.
 func (k *PrivateKey) Decrypt(ciphertext []byte) ([]byte, error) {
 	if len(ciphertext) < UncompressedSize+DigestSize+1 {
 		return nil, fmt.Errorf("gm: SM2 ciphertext of %d bytes is too short", len(ciphertext))
+	}
+	if ciphertext[0] != 0x04 {
+		return nil, fmt.Errorf("gm: SM2 ciphertext must start with an uncompressed C1 (0x04), got 0x%02x", ciphertext[0])
 	}
 	pt, err := sm2.Decrypt(k.key, ciphertext)
 	if err != nil {
@@ -298,43 +313,70 @@ func (k *PrivateKey) Decrypt(ciphertext []byte) ([]byte, error) {
 	return pt, nil
 }
 
-// Signature is an SM2 signature as r ‖ s, each 32 bytes big-endian.
+// Signature is an SM2 signature as r ‖ s, each 32 bytes big-endian. A
+// value decoded without [ParseSignature] (from CBOR or JSON) may hold any
+// 64 bytes; one whose r or s lies outside [1, n-1] never verifies and has
+// no DER form.
 type Signature [SignatureSize]byte
 
-// ParseSignature copies a 64-byte r ‖ s signature.
+// ParseSignature copies a 64-byte r ‖ s signature. Like
+// [ParseDERSignature] it rejects r or s outside [1, n-1], which no SM2
+// signer produces and no verifier accepts.
 func ParseSignature(b []byte) (Signature, error) {
 	var s Signature
 	if len(b) != SignatureSize {
 		return s, fmt.Errorf("%w: want %d bytes, got %d", ErrSignature, SignatureSize, len(b))
 	}
 	copy(s[:], b)
+	if _, _, err := s.scalars(); err != nil {
+		return Signature{}, err
+	}
 	return s, nil
 }
 
 // ParseDERSignature converts an ASN.1 SEQUENCE { r INTEGER, s INTEGER }
-// into r ‖ s. r and s must be positive and fit in 32 bytes.
+// into r ‖ s. The encoding must be DER (minimal lengths and integers,
+// nothing trailing), and r and s must lie in [1, n-1] where n is the order
+// of the SM2 curve: every value outside that range is rejected here rather
+// than left for [PublicKey.Verify] to refuse, so a signature that parses
+// always re-encodes to the same bytes.
 func ParseDERSignature(der []byte) (Signature, error) {
 	var sig Signature
 	r, s, err := parseDERIntegers(der)
 	if err != nil {
 		return sig, err
 	}
-	if r.Sign() <= 0 || s.Sign() <= 0 || r.BitLen() > 256 || s.BitLen() > 256 {
-		return sig, fmt.Errorf("%w: r or s out of range", ErrSignature)
+	if !inScalarRange(r) || !inScalarRange(s) {
+		return sig, fmt.Errorf("%w: r or s outside [1, n-1]", ErrSignature)
 	}
 	r.FillBytes(sig[:coordinateSize])
 	s.FillBytes(sig[coordinateSize:])
 	return sig, nil
 }
 
-// DER returns the ASN.1 encoding other SM2 libraries exchange.
+// DER returns the ASN.1 encoding other SM2 libraries exchange. It fails for
+// a signature whose r or s lies outside [1, n-1].
 func (s Signature) DER() ([]byte, error) {
-	r := new(big.Int).SetBytes(s[:coordinateSize])
-	ss := new(big.Int).SetBytes(s[coordinateSize:])
-	if r.Sign() == 0 || ss.Sign() == 0 {
-		return nil, fmt.Errorf("%w: zero r or s", ErrSignature)
+	r, ss, err := s.scalars()
+	if err != nil {
+		return nil, err
 	}
 	return marshalDERIntegers(r, ss), nil
+}
+
+// scalars returns r and s, or an error if either lies outside [1, n-1].
+func (s Signature) scalars() (r, ss *big.Int, err error) {
+	r = new(big.Int).SetBytes(s[:coordinateSize])
+	ss = new(big.Int).SetBytes(s[coordinateSize:])
+	if !inScalarRange(r) || !inScalarRange(ss) {
+		return nil, nil, fmt.Errorf("%w: r or s outside [1, n-1]", ErrSignature)
+	}
+	return r, ss, nil
+}
+
+// inScalarRange reports whether 1 <= x <= n-1 for the SM2 curve order n.
+func inScalarRange(x *big.Int) bool {
+	return x.Sign() > 0 && x.Cmp(sm2.P256().Params().N) < 0
 }
 
 // String returns the signature in hex.

@@ -22,6 +22,21 @@ var ErrOpen = errors.New("gm: SM4-GCM authentication failed")
 
 // NewSM4GCM returns SM4 in standard GCM mode (96-bit nonce, 128-bit tag).
 func NewSM4GCM(key []byte) (cipher.AEAD, error) {
+	block, err := newSM4Block(key)
+	if err != nil {
+		return nil, err
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, fmt.Errorf("gm: SM4-GCM: %w", err)
+	}
+	return aead, nil
+}
+
+// newSM4Block returns the raw SM4 block cipher (GB/T 32907). It stays
+// unexported: Hallmark encrypts only with SM4-GCM; tests use the block to
+// check the standard's single-block examples.
+func newSM4Block(key []byte) (cipher.Block, error) {
 	if len(key) != SM4KeySize {
 		return nil, fmt.Errorf("gm: SM4 key must be %d bytes, got %d", SM4KeySize, len(key))
 	}
@@ -29,11 +44,7 @@ func NewSM4GCM(key []byte) (cipher.AEAD, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gm: SM4 cipher: %w", err)
 	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, fmt.Errorf("gm: SM4-GCM: %w", err)
-	}
-	return aead, nil
+	return block, nil
 }
 
 // SealSM4GCM encrypts and authenticates plaintext (and authenticates aad)
