@@ -150,9 +150,11 @@ func (c *Conn) Do(ctx context.Context, fn func(t transport.TPM) error) error {
 	return c.do(ctx, fn, true, false)
 }
 
-// DoOnce is Do without the repetition: after a transport failure it
-// reconnects (so the next call finds a working connection) but returns the
-// error, because fn may have taken effect before the connection broke.
+// DoOnce is Do without the repetition, for work that must not happen
+// twice (PCR extends, NV increments, evictions). It checks the connection
+// with a harmless command first, so a TPM that restarted since the last
+// call is redialled before fn runs. If the transport breaks while fn runs,
+// DoOnce reconnects but returns the error: fn may have taken effect.
 func (c *Conn) DoOnce(ctx context.Context, fn func(t transport.TPM) error) error {
 	return c.do(ctx, fn, false, false)
 }
@@ -170,6 +172,15 @@ func (c *Conn) do(ctx context.Context, fn func(t transport.TPM) error, repeat, s
 	for attempt := 0; ; attempt++ {
 		if err := c.ensure(ctx); err != nil {
 			return err
+		}
+		if !repeat && attempt == 0 {
+			// fn must not run twice, so first make sure the connection
+			// is alive: a TPM restart is noticed here, by a harmless
+			// command, instead of by fn.
+			if err := c.run(ctx, probe); isTransportError(err) {
+				c.drop()
+				continue
+			}
 		}
 		tr := c.tr
 		tr.sensitive = sensitive
@@ -285,7 +296,7 @@ func (c *Conn) open(ctx context.Context) (*recorder, error) {
 func (c *Conn) prepare(ctx context.Context) error {
 	stop := c.tr.bind(ctx)
 	defer stop()
-	_, err := tpm2.GetCapability{Capability: tpm2.TPMCapTPMProperties, Property: uint32(tpm2.TPMPTManufacturer), PropertyCount: 1}.Execute(c.tr)
+	err := probe(c.tr)
 	if errors.Is(err, tpm2.TPMRCInitialize) {
 		if _, err := (tpm2.Startup{StartupType: tpm2.TPMSUClear}).Execute(c.tr); err != nil {
 			return fmt.Errorf("TPM2_Startup: %w", err)
@@ -309,6 +320,12 @@ func (c *Conn) prepare(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// probe is a harmless command that tells whether the TPM answers.
+func probe(t transport.TPM) error {
+	_, err := tpm2.GetCapability{Capability: tpm2.TPMCapTPMProperties, Property: uint32(tpm2.TPMPTManufacturer), PropertyCount: 1}.Execute(t)
+	return err
 }
 
 // listHandles returns the handles in the range starting at first.
