@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -42,6 +43,9 @@ type Config struct {
 	// RetryFor bounds how long a (re)connection keeps trying when the
 	// caller's context has no earlier deadline. Zero means 5 seconds.
 	RetryFor time.Duration
+	// CommandTimeout bounds one call's work on the TPM when the caller's
+	// context has no deadline. Zero means one minute.
+	CommandTimeout time.Duration
 	// OwnerAuth is the owner hierarchy's authorisation value, needed to
 	// make keys persistent, evict them and define NV counters. Empty on a
 	// fresh TPM.
@@ -60,6 +64,7 @@ type Conn struct {
 	tcp       bool
 	flush     bool
 	retryFor  time.Duration
+	cmdLimit  time.Duration
 	log       *slog.Logger
 	ownerAuth []byte
 
@@ -90,6 +95,9 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 		ownerAuth: append([]byte(nil), cfg.OwnerAuth...)}
 	if c.retryFor <= 0 {
 		c.retryFor = 5 * time.Second
+	}
+	if c.cmdLimit = cfg.CommandTimeout; c.cmdLimit <= 0 {
+		c.cmdLimit = time.Minute
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -228,6 +236,11 @@ func (c *Conn) run(ctx context.Context, fn func(t transport.TPM) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cmdLimit)
+		defer cancel()
+	}
 	stop := c.tr.bind(ctx)
 	defer stop()
 	return fn(c.tr)
@@ -294,9 +307,17 @@ func (c *Conn) open(ctx context.Context) (*recorder, error) {
 // prepare readies a fresh connection: it starts the TPM if nobody has
 // (a simulator without startup flags), and flushes leftovers when asked.
 func (c *Conn) prepare(ctx context.Context) error {
+	// A TPM without a resource manager may accept the connection and not
+	// serve it while another client holds it (swtpm serves one at a
+	// time): give up on it after the retry budget.
+	ctx, cancel := context.WithTimeout(ctx, c.retryFor)
+	defer cancel()
 	stop := c.tr.bind(ctx)
 	defer stop()
 	err := probe(c.tr)
+	if isTransportError(err) && (ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded)) {
+		return &transportError{err: fmt.Errorf("the TPM accepted the connection but did not answer within %v (swtpm serves one client at a time: is another process connected?): %w", c.retryFor, err)}
+	}
 	if errors.Is(err, tpm2.TPMRCInitialize) {
 		if _, err := (tpm2.Startup{StartupType: tpm2.TPMSUClear}).Execute(c.tr); err != nil {
 			return fmt.Errorf("TPM2_Startup: %w", err)

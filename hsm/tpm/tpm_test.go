@@ -384,3 +384,20 @@ func TestSwtpmListsSM2(t *testing.T) {
 		t.Fatalf("swtpm should support SM2: %v", err)
 	}
 }
+
+// swtpm accepts a second connection but serves only the first; the second
+// dial gives up with a message that says why instead of hanging.
+func TestBusyTPMDoesNotHang(t *testing.T) {
+	sim := swtpmtest.Start(t)
+	first := dial(t, sim)
+	_ = first
+	ctx := context.Background()
+	start := time.Now()
+	_, err := tpm.Dial(ctx, tpm.Config{Addr: sim.Addr(), RetryFor: 300 * time.Millisecond})
+	if !errors.Is(err, tpm.ErrUnreachable) || !strings.Contains(err.Error(), "one client at a time") {
+		t.Fatalf("dial while another client holds the TPM: %v", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("gave up only after %v", d)
+	}
+}
