@@ -37,3 +37,14 @@ generate: ## regenerate generated code (BPF objects need clang)
 
 fuzz: ## run each fuzz target for FUZZTIME
 	bash scripts/fuzz.sh $(FUZZTIME)
+
+# --- hsm ---
+.PHONY: test-hsm test-softhsm bench-hsm
+test-hsm: ## key custody and hallmarkctl key tests against a real swtpm
+	$(GO) test -race -count=1 ./hsm/... ./cmd/hallmarkctl/
+
+test-softhsm: ## PKCS#11 plumbing tests against SoftHSM2 (cgo, build tag pkcs11)
+	CGO_ENABLED=1 $(GO) test -race -count=1 -tags pkcs11 ./hsm/...
+
+bench-hsm: ## sign latency per custody backend (swtpm native, sealed, dev) and unseal cost
+	$(GO) test -run '^$$' -bench 'Sign|Unseal' -benchtime 500x -count 3 ./hsm/

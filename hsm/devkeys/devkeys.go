@@ -39,9 +39,9 @@ type Params struct {
 	Threads   uint8
 }
 
-// DefaultParams costs about a quarter of a second and 64 MiB on the
-// appliance class of machine (RFC 9106's second recommendation, reduced in
-// memory for small machines).
+// DefaultParams costs about 0.1 s and 64 MiB on the appliance class of
+// machine (RFC 9106's second recommendation, reduced in memory for small
+// machines).
 func DefaultParams() Params { return Params{Time: 3, MemoryKiB: 64 << 10, Threads: 2} }
 
 // Bounds a file's parameters must respect, so that a hostile file cannot

@@ -105,3 +105,20 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkDecrypt measures opening a dev key with the default Argon2id
+// cost: what a developer waits for at start.
+func BenchmarkDecrypt(b *testing.B) {
+	key, _ := gm.GenerateKey(nil)
+	file, err := devkeys.Encrypt(nil, key, []byte("pass"), devkeys.DefaultParams())
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		k, err := devkeys.Decrypt(file, []byte("pass"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		k.Wipe()
+	}
+}
