@@ -403,7 +403,7 @@ func explain(err error, f *keyFlags) error {
 	var hint string
 	switch {
 	case errors.Is(err, hsm.ErrTPMUnreachable):
-		hint = fmt.Sprintf("no TPM answers at %s. On an appliance the TPM is %s; for swtpm pass --tpm 127.0.0.1:PORT (or set %s).", f.tpmAddr, tpm.DefaultDevice, envTPM)
+		hint = fmt.Sprintf("no TPM answers at %s. On an appliance the TPM is %s; for swtpm pass --tpm 127.0.0.1:PORT (or set %s). `key list --no-tpm` lists key files without a TPM.", f.tpmAddr, tpm.DefaultDevice, envTPM)
 	case errors.Is(err, hsm.ErrNoSM2):
 		hint = "this TPM cannot hold SM2 keys. Keep a software key sealed by the TPM instead:\n  hallmarkctl key generate tpm-sealed:/var/lib/hallmark/keys/node.sealed"
 	case errors.Is(err, hsm.ErrPCRState):

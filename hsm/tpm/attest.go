@@ -200,13 +200,18 @@ func ecdsaKey(pub *tpm2.TPMTPublic) (*ecdsa.PublicKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrAttestation, err)
 	}
-	x := new(big.Int).SetBytes(point.X.Buffer)
-	y := new(big.Int).SetBytes(point.Y.Buffer)
-	//lint:ignore SA1019 IsOnCurve is the check we need on untrusted coordinates.
-	if !elliptic.P256().IsOnCurve(x, y) {
-		return nil, fmt.Errorf("%w: attestation key point not on P-256", ErrAttestation)
+	if len(point.X.Buffer) > 32 || len(point.Y.Buffer) > 32 {
+		return nil, fmt.Errorf("%w: attestation key coordinate longer than 32 bytes", ErrAttestation)
 	}
-	return &ecdsa.PublicKey{Curve: elliptic.P256(), X: x, Y: y}, nil
+	raw := make([]byte, 65)
+	raw[0] = 4
+	copy(raw[33-len(point.X.Buffer):33], point.X.Buffer)
+	copy(raw[65-len(point.Y.Buffer):], point.Y.Buffer)
+	key, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: attestation key point: %v", ErrAttestation, err)
+	}
+	return key, nil
 }
 
 // AKPublic returns the TPMT_PUBLIC of the TPM's attestation key, for

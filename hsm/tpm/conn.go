@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -257,6 +258,10 @@ func (c *Conn) redial(ctx context.Context) error {
 	var lastErr error
 	for {
 		tr, err := c.open(ctx)
+		if err != nil && !c.tcp && errors.Is(err, fs.ErrNotExist) {
+			// No such device: waiting will not make one appear.
+			return fmt.Errorf("%w at %s: %v", ErrUnreachable, c.addr, err)
+		}
 		if err == nil {
 			c.tr = tr
 			c.generation++

@@ -401,3 +401,14 @@ func TestBusyTPMDoesNotHang(t *testing.T) {
 		t.Fatalf("gave up only after %v", d)
 	}
 }
+
+func TestMissingDeviceFailsFast(t *testing.T) {
+	start := time.Now()
+	_, err := tpm.Dial(context.Background(), tpm.Config{Addr: "/dev/hallmark-no-such-tpm"})
+	if !errors.Is(err, tpm.ErrUnreachable) || !strings.Contains(err.Error(), "/dev/hallmark-no-such-tpm") {
+		t.Fatalf("missing device: %v", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("waited %v for a device that does not exist", d)
+	}
+}
