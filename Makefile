@@ -69,3 +69,14 @@ fuzz-ledger: ## fuzz the ledger application's decoders and apply path for FUZZTI
 .PHONY: bench-gm
 bench-gm: ## gm benchmarks only, with the SM2/P-256 and emmansun/tjfoc ratios
 	$(GO) run ./tools/benchratio ./gm/
+
+# --- hsm ---
+.PHONY: test-hsm test-softhsm bench-hsm
+test-hsm: ## key custody and hallmarkctl key tests against a real swtpm
+	$(GO) test -race -count=1 ./hsm/... ./cmd/hallmarkctl/
+
+test-softhsm: ## PKCS#11 plumbing tests against SoftHSM2 (cgo, build tag pkcs11)
+	CGO_ENABLED=1 $(GO) test -race -count=1 -tags pkcs11 ./hsm/...
+
+bench-hsm: ## sign latency per custody backend (swtpm native, sealed, dev) and unseal cost
+	$(GO) test -run '^$$' -bench 'Sign|Unseal' -benchtime 500x -count 3 ./hsm/

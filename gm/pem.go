@@ -19,6 +19,9 @@ const (
 // MarshalPKCS8 returns the key as unencrypted PKCS#8 DER. Encrypt it before
 // it touches a disk (package hsm does).
 func (k *PrivateKey) MarshalPKCS8() ([]byte, error) {
+	if k.key == nil {
+		return nil, ErrWiped
+	}
 	der, err := smx509.MarshalPKCS8PrivateKey(k.key)
 	if err != nil {
 		return nil, fmt.Errorf("gm: marshal PKCS#8: %w", err)

@@ -31,6 +31,7 @@ var (
 	ErrPublicKey  = errors.New("gm: invalid SM2 public key")
 	ErrPrivateKey = errors.New("gm: invalid SM2 private key")
 	ErrSignature  = errors.New("gm: invalid SM2 signature encoding")
+	ErrWiped      = errors.New("gm: private key was wiped")
 )
 
 // Signer signs messages with an SM2 key using the default user id, so that
@@ -256,12 +257,28 @@ func wrapPrivateKey(k *sm2.PrivateKey) (*PrivateKey, error) {
 // PublicKey returns the public half.
 func (k *PrivateKey) PublicKey() *PublicKey { return k.pub }
 
-// Bytes returns the 32-byte scalar. The caller owns the slice and should
-// zero it when done.
+// Bytes returns the 32-byte scalar (zeros after [PrivateKey.Wipe]). The
+// caller owns the slice and should zero it when done.
 func (k *PrivateKey) Bytes() []byte {
 	out := make([]byte, PrivateKeySize)
-	k.key.D.FillBytes(out)
+	if k.key != nil {
+		k.key.D.FillBytes(out)
+	}
 	return out
+}
+
+// Wipe overwrites the scalar d in place and makes the key unusable: Sign,
+// Decrypt and MarshalPKCS8 fail with ErrWiped afterwards. It cannot reach
+// copies made elsewhere (temporaries of the arithmetic, a cached
+// (1+d)^-1 inside the SM2 library, memory the garbage collector moved).
+// It must not run concurrently with other methods of k.
+func (k *PrivateKey) Wipe() {
+	if k.key == nil {
+		return
+	}
+	clear(k.key.D.Bits())
+	k.key.D.SetInt64(0)
+	k.key = nil
 }
 
 // Sign signs msg under the default user id. ctx is accepted to satisfy
@@ -285,6 +302,9 @@ func (k *PrivateKey) SignWithUID(random io.Reader, uid, msg []byte) (Signature, 
 
 // SignDigest signs a precomputed e = SM3(Z_A ‖ M).
 func (k *PrivateKey) SignDigest(random io.Reader, e Digest) (Signature, error) {
+	if k.key == nil {
+		return Signature{}, ErrWiped
+	}
 	if random == nil {
 		random = rand.Reader
 	}
@@ -300,6 +320,9 @@ func (k *PrivateKey) SignDigest(random io.Reader, e Digest) (Signature, error) {
 // produce (ASN.1, compressed C1, C1 ‖ C2 ‖ C3) are refused rather than
 // guessed at.
 func (k *PrivateKey) Decrypt(ciphertext []byte) ([]byte, error) {
+	if k.key == nil {
+		return nil, ErrWiped
+	}
 	if len(ciphertext) < UncompressedSize+DigestSize+1 {
 		return nil, fmt.Errorf("gm: SM2 ciphertext of %d bytes is too short", len(ciphertext))
 	}

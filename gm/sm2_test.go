@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509/pkix"
+	"errors"
 	"testing"
 	"time"
 )
@@ -94,4 +95,26 @@ func TestCertificateChain(t *testing.T) {
 	if _, err := VerifyChain(leaf, nil, []*Certificate{otherRoot}, now); err == nil {
 		t.Fatal("chain to a different root accepted")
 	}
+}
+
+func TestWipe(t *testing.T) {
+	k, err := GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := k.PublicKey()
+	k.Wipe()
+	if _, err := k.Sign(context.Background(), []byte("m")); !errors.Is(err, ErrWiped) {
+		t.Fatalf("sign after wipe: %v", err)
+	}
+	if _, err := k.MarshalPKCS8(); !errors.Is(err, ErrWiped) {
+		t.Fatalf("marshal after wipe: %v", err)
+	}
+	if !bytes.Equal(k.Bytes(), make([]byte, PrivateKeySize)) {
+		t.Fatal("scalar survives wipe")
+	}
+	if !k.PublicKey().Equal(pub) {
+		t.Fatal("public key lost")
+	}
+	k.Wipe() // idempotent
 }
