@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-
 	"hallmark/gm"
 	"hallmark/gm/gmtest"
 	"hallmark/hsm"
