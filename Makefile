@@ -15,7 +15,7 @@ help: ## list targets
 deps: ## install the system packages and Go modules the tests need
 	bash scripts/deps.sh
 
-test: lint unit ## what CI runs: gofmt, vet, unit tests with -race (fuzz seeds included)
+test: lint unit test-softhsm ## what CI runs: gofmt, vet, unit tests with -race (fuzz seeds included), PKCS#11 tests
 
 lint: fmt-check vet ## gofmt and go vet must be clean
 
