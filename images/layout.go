@@ -46,6 +46,18 @@ const (
 	SlotCmdline = "/cmdline"
 )
 
+// ReleasePath is where the initramfs carries its [Release]. Because it is
+// inside the measured slot, the booted firmware can trust what it reads
+// there as much as it trusts its own code.
+const ReleasePath = "/etc/hallmark/release.json"
+
+// Release is what the firmware knows about itself (JSON at ReleasePath).
+type Release struct {
+	Version         string `json:"version"`
+	SecurityVersion uint64 `json:"securityVersion"`
+	Hardware        string `json:"hardware"`
+}
+
 // MeasurementPCR is the PCR the booted firmware extends with its
 // measurement (see [Firmware.Measurement]) before it unseals any key.
 // PCR 15 is in the range the operating system owns (8-15), cannot be
