@@ -174,3 +174,13 @@ func VerifySlot(ctx context.Context, r io.ReaderAt, size int64, fw Firmware, pro
 	}
 	return nil
 }
+
+// RollbackCounter is a device's anti-rollback counter: the lowest
+// security version the device accepts. Read returns 0 for a device that
+// never advanced it. Advance raises it to at least v and never lowers it.
+// The TPM NV implementation belongs to package hsm; firmware/boot carries
+// a stand-in until it lands.
+type RollbackCounter interface {
+	Read(ctx context.Context) (uint64, error)
+	Advance(ctx context.Context, v uint64) error
+}

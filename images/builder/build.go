@@ -347,11 +347,11 @@ func checkSpec(spec *Spec) error {
 	if spec.Kernel == "" || spec.Init == "" {
 		return errors.New("builder: a kernel and an init binary are required")
 	}
-	if spec.SlotSize < 8<<20 {
-		return fmt.Errorf("builder: slot size %d below 8 MiB", spec.SlotSize)
+	if spec.SlotSize < 4<<20 {
+		return fmt.Errorf("builder: slot size %d below 4 MiB", spec.SlotSize)
 	}
-	if spec.DataSize < 4<<20 {
-		return fmt.Errorf("builder: data size %d below 4 MiB", spec.DataSize)
+	if spec.DataSize < 2<<20 {
+		return fmt.Errorf("builder: data size %d below 2 MiB", spec.DataSize)
 	}
 	if len(spec.Modules) > 0 && spec.ModulesDir == "" {
 		return errors.New("builder: modules named without a modules directory")

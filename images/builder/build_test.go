@@ -294,9 +294,9 @@ func TestBuildRefusesBadInputs(t *testing.T) {
 		}
 	}
 	small := spec
-	small.SlotSize = 8 << 20
+	small.SlotSize = 4 << 20
 	small.Kernel = filepath.Join(t.TempDir(), "big-vmlinuz")
-	if err := os.WriteFile(small.Kernel, imagetest.FakeKernel("6.1.0-test", 7<<20), 0o644); err != nil {
+	if err := os.WriteFile(small.Kernel, imagetest.FakeKernel("6.1.0-test", 3<<20), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()

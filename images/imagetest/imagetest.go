@@ -112,8 +112,8 @@ func SmallSpec(t testing.TB, init string) builder.Spec {
 		Init:            init,
 		Files:           []builder.File{{Path: "/etc/hallmark/init.json", Data: []byte(`{"test":true}`)}},
 		Cmdline:         "console=ttyS0",
-		SlotSize:        8 << 20,
-		DataSize:        4 << 20,
+		SlotSize:        4 << 20,
+		DataSize:        2 << 20,
 	}
 }
 
