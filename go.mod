@@ -6,6 +6,7 @@ require (
 	github.com/diskfs/go-diskfs v1.9.0
 	github.com/emmansun/gmsm v0.44.0
 	github.com/fxamacker/cbor/v2 v2.10.0
+	github.com/google/go-tpm v0.9.8
 	golang.org/x/crypto v0.58.0
 	golang.org/x/sys v0.49.0
 )
