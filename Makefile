@@ -37,3 +37,9 @@ generate: ## regenerate generated code (BPF objects need clang)
 
 fuzz: ## run each fuzz target for FUZZTIME
 	bash scripts/fuzz.sh $(FUZZTIME)
+
+# --- images ---
+.PHONY: test-boot
+test-boot: ## boot built images in qemu (TCG) with swtpm: measured boot, A/B update, rollback refusal, fallback
+	$(GO) vet -tags boote2e ./firmware/boot/
+	$(GO) test -tags boote2e -count=1 -timeout 20m -run TestBootE2E -v ./firmware/boot/
