@@ -30,6 +30,17 @@ var (
 	ErrLayout        = errors.New("flash: device does not have a Hallmark partition layout")
 )
 
+// RefusedError wraps every error returned before the first byte was
+// written: the device is as it was.
+type RefusedError struct{ Err error }
+
+func (e *RefusedError) Error() string { return "refused, nothing written: " + e.Err.Error() }
+
+// Unwrap returns the reason.
+func (e *RefusedError) Unwrap() error { return e.Err }
+
+func refused(err error) error { return &RefusedError{Err: err} }
+
 // ErrReadBack means the device did not return what was written.
 var ErrReadBack = errors.New("flash: read-back mismatch")
 
@@ -94,22 +105,22 @@ func Flash(ctx context.Context, image io.ReaderAt, imageSize int64, m *images.Ma
 	start := time.Now()
 	v, err := checkRelease(m, policy, target.Hardware, target.RollbackFloor)
 	if err != nil {
-		return Report{}, err
+		return Report{}, refused(err)
 	}
 	body := &m.Body
 	if dev.Size() < int64(body.ImageSize) {
-		return Report{}, fmt.Errorf("%w: image needs %d bytes, %s has %d", ErrTooSmall, body.ImageSize, dev.Name(), dev.Size())
+		return Report{}, refused(fmt.Errorf("%w: image needs %d bytes, %s has %d", ErrTooSmall, body.ImageSize, dev.Name(), dev.Size()))
 	}
 	bc, ok := body.Part(images.PartBootctl)
 	if !ok {
-		return Report{}, fmt.Errorf("%w: manifest has no %s part", images.ErrMalformed, images.PartBootctl)
+		return Report{}, refused(fmt.Errorf("%w: manifest has no %s part", images.ErrMalformed, images.PartBootctl))
 	}
 	encoded, err := m.Encode()
 	if err != nil {
-		return Report{}, err
+		return Report{}, refused(err)
 	}
 	if err := images.VerifyImage(ctx, image, imageSize, body, progress.phase(PhaseVerify)); err != nil {
-		return Report{}, err
+		return Report{}, refused(err)
 	}
 
 	// Verified: write.
@@ -252,11 +263,11 @@ func Update(ctx context.Context, payload io.ReaderAt, payloadSize int64, m *imag
 	start := time.Now()
 	st, parts, err := DeviceState(dev)
 	if err != nil {
-		return Report{}, err
+		return Report{}, refused(err)
 	}
 	v, err := checkRelease(m, policy, st.Hardware, opts.RollbackFloor)
 	if err != nil {
-		return Report{}, err
+		return Report{}, refused(err)
 	}
 	fw := m.Body.Firmware
 	booted := opts.Booted
@@ -265,18 +276,18 @@ func Update(ctx context.Context, payload io.ReaderAt, payloadSize int64, m *imag
 	}
 	target, prepared, err := st.PrepareInstall(booted)
 	if err != nil {
-		return Report{}, err
+		return Report{}, refused(err)
 	}
 	ext := parts.Slot(target)
 	if int64(fw.SlotSize) > ext.Size {
-		return Report{}, fmt.Errorf("%w: slot payload of %d bytes, slot %s holds %d", ErrTooSmall, fw.SlotSize, target, ext.Size)
+		return Report{}, refused(fmt.Errorf("%w: slot payload of %d bytes, slot %s holds %d", ErrTooSmall, fw.SlotSize, target, ext.Size))
 	}
 	encoded, err := m.Encode()
 	if err != nil {
-		return Report{}, err
+		return Report{}, refused(err)
 	}
 	if err := images.VerifySlot(ctx, payload, payloadSize, fw, progress.phase(PhaseVerify)); err != nil {
-		return Report{}, err
+		return Report{}, refused(err)
 	}
 	tries := opts.Tries
 	if tries == 0 {

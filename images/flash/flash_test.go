@@ -156,6 +156,10 @@ func TestFlash(t *testing.T) {
 		if !errors.Is(err, want) {
 			t.Fatalf("Flash = %v, want %v", err, want)
 		}
+		var r *flash.RefusedError
+		if !errors.As(err, &r) {
+			t.Fatalf("refusal %v is not a RefusedError", err)
+		}
 		if digestFile(t, devPath) != before {
 			t.Fatal("a refused flash changed the device")
 		}
@@ -390,8 +394,13 @@ func TestUpdateRefusals(t *testing.T) {
 			prep(devPath)
 		}
 		before := digestFile(t, devPath)
-		if _, err := update(t, devPath, b, policy, opts); !errors.Is(err, want) {
+		_, err := update(t, devPath, b, policy, opts)
+		if !errors.Is(err, want) {
 			t.Fatalf("Update = %v, want %v", err, want)
+		}
+		var r *flash.RefusedError
+		if !errors.As(err, &r) {
+			t.Fatalf("refusal %v is not a RefusedError", err)
 		}
 		if digestFile(t, devPath) != before {
 			t.Fatal("a refused update changed the device")
