@@ -80,3 +80,9 @@ test-softhsm: ## PKCS#11 plumbing tests against SoftHSM2 (cgo, build tag pkcs11)
 
 bench-hsm: ## sign latency per custody backend (swtpm native, sealed, dev) and unseal cost
 	$(GO) test -run '^$$' -bench 'Sign|Unseal' -benchtime 500x -count 3 ./hsm/
+
+# --- images ---
+.PHONY: test-boot
+test-boot: ## boot built images in qemu (TCG) with swtpm: measured boot, A/B update, rollback refusal, fallback
+	$(GO) vet -tags boote2e ./firmware/boot/
+	$(GO) test -tags boote2e -count=1 -timeout 20m -run TestBootE2E -v ./firmware/boot/

@@ -27,10 +27,10 @@ func main() {
 func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "hallmarkctl",
-		Short:         "Operate Hallmark appliances: keys, genesis, enrolment, images",
+		Short:         "Operate Hallmark appliances: keys, images, flashing and updates",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newKeyCmd())
+	root.AddCommand(newKeyCmd(), newImageCmd(), newFlashCmd(), newUpdateCmd())
 	return root
 }
