@@ -60,10 +60,13 @@ const (
 	DoubleVote                        // votes for a second block in every round it votes
 	InvalidVote                       // approves every block, proposes blocks with a wrong state root
 	Garbage                           // also sends corrupted and random bytes
+	Fork                              // after a timeout, proposes a block on an older QC than its highest
+	Withhold                          // sends its proposals (and the QCs in them) late
+	allBehaviours = Silent | Equivocate | DoubleVote | InvalidVote | Garbage | Fork | Withhold
 )
 
 func (b Behaviour) String() string {
-	names := []string{"silent", "equivocate", "double-vote", "invalid-vote", "garbage"}
+	names := []string{"silent", "equivocate", "double-vote", "invalid-vote", "garbage", "fork", "withhold"}
 	s := ""
 	for i, n := range names {
 		if b&(1<<i) != 0 {
@@ -110,7 +113,7 @@ func ConfigFor(seed uint64, n int) Config {
 	if f > 0 {
 		cfg.Byzantine = rng.IntN(f + 1)
 		if cfg.Byzantine > 0 {
-			cfg.Behaviours = Behaviour(1 + rng.IntN(31))
+			cfg.Behaviours = Behaviour(1 + rng.IntN(int(allBehaviours)))
 		}
 	}
 	if rng.IntN(4) > 0 {

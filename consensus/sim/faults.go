@@ -234,3 +234,68 @@ func (s *sim) doubleVote(n *node, to gm.KeyID, msg []byte) {
 	}
 	s.transmit(n, s.owner[to], enc)
 }
+
+// observe records the QC each proposal a forking node sees carries.
+func (s *sim) observe(n *node, data []byte) {
+	m, err := consensus.DecodeMessage(data)
+	if err != nil || m.Proposal == nil {
+		return
+	}
+	if len(n.justifyOf) > 4096 {
+		clear(n.justifyOf)
+	}
+	n.justifyOf[m.Proposal.Block.Header.ID()] = m.Proposal.Justify
+}
+
+// fork replaces a proposal made after a timeout by one that extends the
+// parent of the block its QC certifies: a block the timeout certificate's
+// signers may have moved past. Correct voters refuse it (it extends a QC
+// below the TC's highest); voters without that rule would fork the chain.
+func (s *sim) fork(n *node, msg []byte) []byte {
+	m, err := consensus.DecodeMessage(msg)
+	if err != nil || m.Proposal == nil || m.Proposal.TC == nil {
+		return nil
+	}
+	p := m.Proposal
+	// Walk down from the block the QC certifies to a random ancestor
+	// still above what this node committed.
+	jq, ok := n.justifyOf[p.Justify.Data.BlockID]
+	if !ok || jq.Data.Epoch != p.Block.Header.Epoch {
+		return nil
+	}
+	for depth := s.rng.IntN(3); depth > 0; depth-- {
+		deeper, ok := n.justifyOf[jq.Data.BlockID]
+		if !ok || deeper.Data.Epoch != jq.Data.Epoch || deeper.Data.Height < n.app.Height() {
+			break
+		}
+		jq = deeper
+	}
+	parent := n.app.State(jq.Data.BlockID)
+	key := n.keys[p.Block.Header.Proposer]
+	if parent == nil || key == nil {
+		return nil
+	}
+	h := &p.Block.Header
+	req := consensus.BuildProposal{Epoch: h.Epoch, Round: h.Round, Height: parent.Height + 1,
+		Parent: consensus.BlockRef{ID: parent.ID, Height: parent.Height, Timestamp: parent.Time},
+		Timestamp: max(h.Timestamp, parent.Time+1), Proposer: h.Proposer}
+	b, _, err := testapp.Build(parent, req, ChainID, nil, false)
+	if err != nil {
+		return nil
+	}
+	sig, err := key.Sign(context.Background(), consensus.ProposalSignBytes(ChainID, b.Header.ID()))
+	if err != nil {
+		return nil
+	}
+	fork := &consensus.Proposal{Block: *b, Justify: jq, TC: p.TC, Signature: sig}
+	// The forking node votes for its fork too.
+	fh := &b.Header
+	n.alt[fh.Round] = consensus.VoteData{Epoch: fh.Epoch, Round: fh.Round, BlockID: fh.ID(), Height: fh.Height,
+		ParentID: fh.PrevHash, ParentRound: jq.Data.Round}
+	enc, err := (&consensus.Message{Version: consensus.Version, Proposal: fork}).Encode()
+	if err != nil {
+		return nil
+	}
+	s.tracef("node %d forks round %d onto height %d", n.idx, h.Round, parent.Height)
+	return enc
+}

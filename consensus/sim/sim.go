@@ -113,6 +113,9 @@ type node struct {
 	// alt remembers, per round, the second block an equivocating node
 	// proposed, for its double votes.
 	alt map[uint64]consensus.VoteData
+	// justifyOf remembers the QC each block it saw was proposed with,
+	// for a forking node.
+	justifyOf map[ledger.BlockID]consensus.QC
 }
 
 type roundKey struct{ epoch, round uint64 }
@@ -209,7 +212,7 @@ func newSim(cfg Config, opts Options) (*sim, error) {
 		k := keyFor(cfg.Seed, i, 0)
 		n := &node{idx: i, addr: fmt.Sprintf("10.0.%d.%d:7000", i/256, i%256), key: k.PublicKey().ID(),
 			keys:   map[gm.KeyID]*gm.PrivateKey{k.PublicKey().ID(): k},
-			honest: true, alt: make(map[uint64]consensus.VoteData)}
+			honest: true, alt: make(map[uint64]consensus.VoteData), justifyOf: make(map[ledger.BlockID]consensus.QC)}
 		n.clockOffset = s.rng.Int64N(2*cfg.ClockSkewMs+1) - cfg.ClockSkewMs
 		s.owner[k.PublicKey().ID()] = i
 		set.Validators = append(set.Validators, peerConfig(k, n.addr))
@@ -242,6 +245,7 @@ func newSim(cfg Config, opts Options) (*sim, error) {
 	for _, n := range s.nodes {
 		n.app = testapp.NewApp(ChainID, n.addr, s.genesis, gs)
 		n.app.AcceptAll = n.byz&InvalidVote != 0
+		n.app.KeepStates = n.byz&Fork != 0
 	}
 	return s, nil
 }
@@ -398,6 +402,9 @@ func (s *sim) step(n *node, ev consensus.Event) {
 	if s.opts.Trace != nil {
 		s.traceEvent(n, ev)
 	}
+	if m, ok := ev.(consensus.MessageReceived); ok && n.byz&Fork != 0 {
+		s.observe(n, m.Data)
+	}
 	s.effects(n, n.core.Step(s.now+n.clockOffset, ev))
 }
 
@@ -493,8 +500,14 @@ func (s *sim) build(n *node, e consensus.BuildProposal) {
 }
 
 func (s *sim) broadcast(n *node, b consensus.Broadcast) {
-	if !n.honest && n.byz&Equivocate != 0 && b.Kind == consensus.KindProposal {
-		if s.equivocate(n, b) {
+	if !n.honest && b.Kind == consensus.KindProposal {
+		if n.byz&Fork != 0 {
+			s.observe(n, b.Message)
+			if fork := s.fork(n, b.Message); fork != nil {
+				b.Message = fork
+			}
+		}
+		if n.byz&Equivocate != 0 && s.equivocate(n, b) {
 			return
 		}
 	}
@@ -519,7 +532,7 @@ func (s *sim) outgoing(n *node, to gm.KeyID, kind consensus.Kind, msg []byte) {
 		if n.byz&Silent != 0 {
 			return
 		}
-		if n.byz&DoubleVote != 0 && kind == consensus.KindVote {
+		if n.byz&(DoubleVote|Fork) != 0 && kind == consensus.KindVote {
 			s.doubleVote(n, to, msg)
 		}
 		if n.byz&Garbage != 0 && s.rng.IntN(4) == 0 {
@@ -535,11 +548,17 @@ func (s *sim) outgoing(n *node, to gm.KeyID, kind consensus.Kind, msg []byte) {
 			s.transmit(n, dst, bad)
 		}
 	}
+	if !n.honest && n.byz&Withhold != 0 && kind == consensus.KindProposal {
+		s.transmitLate(n, dst, msg, int64(s.cfg.Params.BaseTimeoutMs)*(1+s.rng.Int64N(3)))
+		return
+	}
 	s.transmit(n, dst, msg)
 }
 
 // transmit puts a message on the simulated network.
-func (s *sim) transmit(from *node, to int, msg []byte) {
+func (s *sim) transmit(from *node, to int, msg []byte) { s.transmitLate(from, to, msg, 0) }
+
+func (s *sim) transmitLate(from *node, to int, msg []byte, late int64) {
 	if to == from.idx {
 		return
 	}
@@ -564,7 +583,7 @@ func (s *sim) transmit(from *node, to int, msg []byte) {
 	fromKey := s.keyOf(from)
 	for i := 0; i < copies; i++ {
 		d := s.cfg.MinDelayMs + s.rng.Int64N(max(1, maxDelay-s.cfg.MinDelayMs+1))
-		s.deliver(s.now+d, dst, consensus.MessageReceived{From: fromKey, Data: msg})
+		s.deliver(s.now+late+d, dst, consensus.MessageReceived{From: fromKey, Data: msg})
 	}
 }
 

@@ -17,6 +17,9 @@ type App struct {
 	// AcceptAll makes the application approve every block (a Byzantine
 	// node that votes for invalid blocks).
 	AcceptAll bool
+	// KeepStates keeps the state of every block ever executed (a
+	// Byzantine node that builds forks on old blocks).
+	KeepStates bool
 
 	states map[ledger.BlockID]*State
 	tip    *State
@@ -52,6 +55,9 @@ func (a *App) Addr() string { return a.addr }
 
 // Tip returns the state after the last committed block.
 func (a *App) Tip() *State { return a.tip }
+
+// State returns the state after block id, if this application has it.
+func (a *App) State(id ledger.BlockID) *State { return a.states[id] }
 
 // Validate executes a block for a ValidateBlock effect.
 func (a *App) Validate(req consensus.ValidateBlock) consensus.BlockValidated {
@@ -121,14 +127,18 @@ func (a *App) Commit(c consensus.Commit) error {
 		if b.Header.Height != uint64(len(a.blocks)) || b.Header.PrevHash != a.tip.ID {
 			return fmt.Errorf("%w: block %d does not extend committed height %d", ErrCommit, b.Header.Height, len(a.blocks)-1)
 		}
-		delete(a.states, a.tip.ID)
+		if !a.KeepStates {
+			delete(a.states, a.tip.ID)
+		}
 		a.blocks = append(a.blocks, b)
 		a.tip = st
 	}
 	p := c.Proof
 	a.proofs[a.tip.Height] = &p
 	for _, id := range c.Abandoned {
-		delete(a.states, id)
+		if !a.KeepStates {
+			delete(a.states, id)
+		}
 	}
 	if c.EpochChange != nil {
 		if a.tip.Next == nil || a.tip.Next.Epoch() != c.EpochChange.Epoch() {
@@ -137,7 +147,9 @@ func (a *App) Commit(c consensus.Commit) error {
 		a.epoch = *a.tip.Next
 		a.epochRoot = consensus.RefOf(&a.blocks[len(a.blocks)-1].Header)
 		// Only the tip's state survives an epoch change.
-		a.states = map[ledger.BlockID]*State{a.tip.ID: a.tip}
+		if !a.KeepStates {
+			a.states = map[ledger.BlockID]*State{a.tip.ID: a.tip}
+		}
 	}
 	return nil
 }
