@@ -55,13 +55,13 @@ type Behaviour uint8
 
 // Byzantine behaviours.
 const (
-	Silent      Behaviour = 1 << iota // sends nothing
-	Equivocate                        // proposes two blocks per round, to different halves
-	DoubleVote                        // votes for a second block in every round it votes
-	InvalidVote                       // approves every block, proposes blocks with a wrong state root
-	Garbage                           // also sends corrupted and random bytes
-	Fork                              // after a timeout, proposes a block on an older QC than its highest
-	Withhold                          // sends its proposals (and the QCs in them) late
+	Silent        Behaviour = 1 << iota // sends nothing
+	Equivocate                          // proposes two blocks per round, to different halves
+	DoubleVote                          // votes for a second block in every round it votes
+	InvalidVote                         // approves every block, proposes blocks with a wrong state root
+	Garbage                             // also sends corrupted and random bytes
+	Fork                                // after a timeout, proposes a block on an older QC than its highest
+	Withhold                            // sends its proposals (and the QCs in them) late
 	allBehaviours = Silent | Equivocate | DoubleVote | InvalidVote | Garbage | Fork | Withhold
 )
 

@@ -277,7 +277,7 @@ func (s *sim) fork(n *node, msg []byte) []byte {
 	}
 	h := &p.Block.Header
 	req := consensus.BuildProposal{Epoch: h.Epoch, Round: h.Round, Height: parent.Height + 1,
-		Parent: consensus.BlockRef{ID: parent.ID, Height: parent.Height, Timestamp: parent.Time},
+		Parent:    consensus.BlockRef{ID: parent.ID, Height: parent.Height, Timestamp: parent.Time},
 		Timestamp: max(h.Timestamp, parent.Time+1), Proposer: h.Proposer}
 	b, _, err := testapp.Build(parent, req, ChainID, nil, false)
 	if err != nil {
