@@ -1,6 +1,7 @@
 package consensus
 
 import (
+	"encoding/binary"
 	"fmt"
 
 	"hallmark/gm"
@@ -134,12 +135,42 @@ func (e *EpochVerifier) GenesisQC() QC {
 	return QC{Version: Version, Data: VoteData{Epoch: e.Epoch(), Round: 0, BlockID: e.root.ID, Height: e.root.Height}}
 }
 
-func (e *EpochVerifier) cached(v any) (gm.Digest, bool) {
-	enc, err := ledger.Marshal(v)
-	if err != nil {
-		return gm.Digest{}, false
+// certDigest identifies a certificate for the verified cache: SM3 over a
+// fixed binary layout of everything in it (cheaper than re-encoding CBOR).
+func certDigest(kind byte, epoch, round uint64, d *VoteData, signers []byte, rounds []uint64, sigs []gm.Signature) gm.Digest {
+	b := make([]byte, 0, 1+8*6+2*gm.DigestSize+len(signers)+8*len(rounds)+gm.SignatureSize*len(sigs)+16)
+	b = append(b, kind)
+	b = binary.BigEndian.AppendUint64(b, epoch)
+	b = binary.BigEndian.AppendUint64(b, round)
+	if d != nil {
+		b = binary.BigEndian.AppendUint64(b, d.Epoch)
+		b = binary.BigEndian.AppendUint64(b, d.Round)
+		b = append(b, d.BlockID[:]...)
+		b = binary.BigEndian.AppendUint64(b, d.Height)
+		b = append(b, d.ParentID[:]...)
+		b = binary.BigEndian.AppendUint64(b, d.ParentRound)
 	}
-	d := gm.SM3(enc)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(signers)))
+	b = append(b, signers...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(rounds)))
+	for _, r := range rounds {
+		b = binary.BigEndian.AppendUint64(b, r)
+	}
+	for i := range sigs {
+		b = append(b, sigs[i][:]...)
+	}
+	return gm.SM3(b)
+}
+
+func (e *EpochVerifier) cachedQC(q *QC) (gm.Digest, bool) {
+	d := certDigest('Q', 0, 0, &q.Data, q.Signers, nil, q.Signatures)
+	_, ok := e.seen[d]
+	return d, ok
+}
+
+func (e *EpochVerifier) cachedTC(t *TC) (gm.Digest, bool) {
+	hq := certDigest('Q', 0, 0, &t.HighQC.Data, t.HighQC.Signers, nil, t.HighQC.Signatures)
+	d := certDigest('T', t.Epoch, t.Round, nil, append(hq[:], t.Signers...), t.HighQCRounds, t.Signatures)
 	_, ok := e.seen[d]
 	return d, ok
 }
@@ -189,7 +220,7 @@ func (e *EpochVerifier) VerifyQC(q *QC) error {
 	if q.Data.ParentRound == 0 && (q.Data.ParentID != e.root.ID || q.Data.Height != e.root.Height+1) {
 		return fmt.Errorf("%w: QC names round 0 for a parent that is not the epoch root", ErrInvalid)
 	}
-	d, ok := e.cached(q)
+	d, ok := e.cachedQC(q)
 	if ok {
 		return nil
 	}
@@ -222,7 +253,7 @@ func (e *EpochVerifier) VerifyTC(t *TC) error {
 	if t.HighQC.Data.Round >= t.Round {
 		return fmt.Errorf("%w: TC of round %d with a QC of round %d", ErrInvalid, t.Round, t.HighQC.Data.Round)
 	}
-	d, ok := e.cached(t)
+	d, ok := e.cachedTC(t)
 	if ok {
 		return nil
 	}

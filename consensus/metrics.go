@@ -118,7 +118,7 @@ func (m *Metrics) Each(f func(name string, v uint64)) {
 }
 
 // TotalDropped returns the sum of all drop counters.
-func (m *Metrics) TotalDropped() uint64 {
+func (m Metrics) TotalDropped() uint64 {
 	var n uint64
 	for _, v := range m.Dropped {
 		n += v
