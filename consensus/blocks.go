@@ -185,7 +185,8 @@ func (c *Core) tryVote(n *node) {
 	c.snapshotCerts()
 	vd := VoteData{Epoch: c.ep.Epoch(), Round: n.round, BlockID: n.id, Height: n.header.Height,
 		ParentID: p.id, ParentRound: n.justify.Data.Round}
-	c.requestSign(pendingSign{kind: signVote, vote: vd, msg: VoteSignBytes(c.chainID, vd)})
+	c.requestSign(pendingSign{kind: signVote, vote: vd, msg: VoteSignBytes(c.chainID, vd),
+		store: &CertifiedBlock{Block: *n.block, Justify: *n.justify}})
 }
 
 // tryPropose asks the application for a block when this node leads the
@@ -252,7 +253,7 @@ func (c *Core) onProposalBuilt(e ProposalBuilt) {
 	}
 	prop := &Proposal{Block: b, Justify: c.buildJustify, TC: c.buildTC}
 	c.requestSign(pendingSign{kind: signProposal, proposal: prop, reconfig: reconfig,
-		msg: ProposalSignBytes(c.chainID, h.ID())})
+		msg: ProposalSignBytes(c.chainID, h.ID()), store: &CertifiedBlock{Block: b, Justify: c.buildJustify}})
 }
 
 // acceptOwnProposal adds this node's signed proposal to its tree as valid
@@ -362,10 +363,10 @@ func (c *Core) commitChain(pc *pendingCommit) bool {
 	for i, n := range committed {
 		blocks[i] = n.block
 		if n.justify != nil {
-			c.recent = append(c.recent, CertifiedBlock{Block: *n.block, Justify: *n.justify})
+			c.recent = append(c.recent, recentBlock{id: n.id, block: n.block, justify: n.justify})
 		}
 	}
-	if len(c.recent) > maxRecent {
+	if len(c.recent) > 2*maxRecent {
 		c.recent = append(c.recent[:0:0], c.recent[len(c.recent)-maxRecent:]...)
 	}
 	abandoned := c.tree.advanceRoot(last, committed)

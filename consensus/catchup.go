@@ -48,9 +48,9 @@ func (c *Core) onFetchRequest(from gm.KeyID, req *FetchRequest) {
 			id = n.header.PrevHash
 			continue
 		}
-		if cb := c.recentBlock(id); cb != nil {
-			out = append(out, *cb)
-			id = cb.Block.Header.PrevHash
+		if r := c.recentBlock(id); r != nil {
+			out = append(out, CertifiedBlock{Block: *r.block, Justify: *r.justify})
+			id = r.block.Header.PrevHash
 			continue
 		}
 		break
@@ -65,9 +65,9 @@ func (c *Core) onFetchRequest(from gm.KeyID, req *FetchRequest) {
 	}
 }
 
-func (c *Core) recentBlock(id ledger.BlockID) *CertifiedBlock {
+func (c *Core) recentBlock(id ledger.BlockID) *recentBlock {
 	for i := len(c.recent) - 1; i >= 0; i-- {
-		if c.recent[i].Block.Header.ID() == id {
+		if c.recent[i].id == id {
 			return &c.recent[i]
 		}
 	}

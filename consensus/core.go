@@ -1,8 +1,11 @@
 package consensus
 
 import (
+	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
+	"slices"
 
 	"hallmark/gm"
 	"hallmark/ledger"
@@ -32,6 +35,11 @@ type Recovery struct {
 	RootProof *CommitProof
 	// Safety is the safety data last stored, or nil on first start.
 	Safety *SafetyData
+	// Blocks are the uncommitted blocks storage kept from [Sign]
+	// effects, in any order; those that descend from Root rejoin the
+	// tree (and are validated again). Without them a cluster that
+	// restarted all at once could lose a certified block and stall.
+	Blocks []CertifiedBlock
 }
 
 // Status is a snapshot of where the core stands.
@@ -73,6 +81,7 @@ type pendingSign struct {
 	timeout  Timeout
 	proposal *Proposal
 	reconfig *EpochConfig
+	store    *CertifiedBlock
 }
 
 type voteRound struct {
@@ -100,6 +109,14 @@ type pendingCommit struct {
 	height uint64
 	proof  CommitProof
 	from   gm.KeyID
+}
+
+// recentBlock is a committed block kept to answer fetches from peers that
+// are a little behind.
+type recentBlock struct {
+	id      ledger.BlockID
+	block   *ledger.Block
+	justify *QC
 }
 
 type buffered struct {
@@ -155,12 +172,13 @@ type Core struct {
 	// aheadPeer is a peer seen in a later epoch since the last timer.
 	aheadPeer *gm.KeyID
 	helped    map[gm.KeyID]uint64 // round+1 we last sent the peer sync info in
-	recent    []CertifiedBlock
+	recent    []recentBlock
 	peerTurn  int
 
-	now     int64
-	out     []Effect
-	metrics Metrics
+	now       int64
+	out       []Effect
+	metrics   Metrics
+	recovered []CertifiedBlock
 }
 
 // New returns a core that resumes from rec. Call [Core.Start] before the
@@ -219,6 +237,7 @@ func New(cfg Config, rec Recovery) (*Core, error) {
 		}
 	}
 	c.tree = newTree(root)
+	c.recovered = rec.Blocks
 	c.safety = SafetyData{Version: Version, Epoch: epoch}
 	if s := rec.Safety; s != nil && s.Epoch >= epoch {
 		c.safety = s.clone()
@@ -248,6 +267,27 @@ func (c *Core) setEpoch(ep *EpochVerifier) {
 // the first timer and, if this node leads the round, a proposal request.
 func (c *Core) Start(now int64) []Effect {
 	c.begin(now)
+	// Blocks kept from before a restart rejoin the tree, parents first.
+	blocks := c.recovered
+	c.recovered = nil
+	slices.SortFunc(blocks, func(a, b CertifiedBlock) int {
+		if c := cmp.Compare(a.Block.Header.Height, b.Block.Header.Height); c != 0 {
+			return c
+		}
+		x, y := a.Block.Header.ID(), b.Block.Header.ID()
+		return bytes.Compare(x[:], y[:])
+	})
+	for i := range blocks {
+		cb := &blocks[i]
+		if cb.Block.Header.Epoch != c.ep.Epoch() || c.ep.VerifyQC(&cb.Justify) != nil ||
+			cb.Justify.Data.BlockID != cb.Block.Header.PrevHash {
+			continue
+		}
+		if cb.Block.Header.Height > c.tree.root.header.Height && c.tree.get(cb.Block.Header.PrevHash) != nil {
+			b, j := cb.Block, cb.Justify
+			c.insert(&b, b.Header.ID(), &j, nil, false, gm.KeyID{})
+		}
+	}
 	r := c.highQC.Data.Round + 1
 	if c.highTC != nil && c.highTC.Round+1 > r {
 		r = c.highTC.Round + 1

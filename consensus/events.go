@@ -77,15 +77,23 @@ type Broadcast struct {
 	Message []byte
 }
 
-// Sign asks the driver to store Safety durably, then sign Message with the
-// key Key names, then report back with a [Signed] event carrying Seq. The
-// core keeps at most one Sign outstanding, so safety data reaches storage
-// in order. A driver that crashes between the two steps loses only the
-// message, never the safety data.
+// Sign asks the driver to store Safety durably — and Block, when set,
+// beside it — then sign Message with the key Key names, then report back
+// with a [Signed] event carrying Seq. The core keeps at most one Sign
+// outstanding, so safety data reaches storage in order. A driver that
+// crashes between the steps loses only the message, never the safety
+// data.
+//
+// Block is the block being voted for or proposed, with the QC on its
+// parent. Storage keeps it until it commits or is abandoned and hands it
+// back in [Recovery.Blocks]: every certified block is then kept by at
+// least f+1 honest validators, so it survives even a restart of the whole
+// cluster.
 type Sign struct {
 	Seq     uint64
 	Key     gm.KeyID
 	Safety  SafetyData
+	Block   *CertifiedBlock
 	Message []byte
 }
 

@@ -149,7 +149,7 @@ func (c *cluster) apply(m *member, effs []consensus.Effect) {
 				c.send(m.idx, c.owner(to), e.Message)
 			}
 		case consensus.Sign:
-			if err := m.app.SaveSafety(e.Safety); err != nil {
+			if err := m.app.SaveSafety(e.Safety, e.Block); err != nil {
 				c.t.Fatal(err)
 			}
 			sig, err := c.keys[m.idx].Sign(context.Background(), e.Message)

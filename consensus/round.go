@@ -172,7 +172,7 @@ func (c *Core) requestSign(p pendingSign) {
 
 func (c *Core) startSign(p pendingSign) {
 	c.signing = &p
-	c.emit(Sign{Seq: p.seq, Key: c.selfKey(), Safety: c.safety.clone(), Message: p.msg})
+	c.emit(Sign{Seq: p.seq, Key: c.selfKey(), Safety: c.safety.clone(), Block: p.store, Message: p.msg})
 }
 
 func (c *Core) onSigned(e Signed) {

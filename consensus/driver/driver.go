@@ -53,10 +53,12 @@ type App interface {
 	consensus.CommittedReader
 }
 
-// SafetyStore keeps safety data durably. SaveSafety returns only once the
-// data would survive a crash (fsync).
+// SafetyStore keeps safety data, and the block a vote or proposal is for,
+// durably: SaveSafety returns only once both would survive a crash
+// (fsync). Kept blocks go back to the core in Recovery.Blocks after a
+// restart until they commit or are abandoned (see consensus.Sign).
 type SafetyStore interface {
-	SaveSafety(ctx context.Context, s consensus.SafetyData) error
+	SaveSafety(ctx context.Context, s consensus.SafetyData, block *consensus.CertifiedBlock) error
 }
 
 // Config assembles a driver.
@@ -210,7 +212,7 @@ func (d *Driver) carry(ctx context.Context, e consensus.Effect, stop context.Can
 	case consensus.Sign:
 		d.signQ.push(func(ctx context.Context) {
 			ev := consensus.Signed{Seq: e.Seq}
-			if err := d.cfg.Safety.SaveSafety(ctx, e.Safety); err != nil {
+			if err := d.cfg.Safety.SaveSafety(ctx, e.Safety, e.Block); err != nil {
 				ev.Err = fmt.Errorf("driver: storing safety data: %w", err)
 			} else if signer, err := d.cfg.Signer(e.Key); err != nil {
 				ev.Err = fmt.Errorf("driver: no signer for %s: %w", e.Key, err)

@@ -117,10 +117,10 @@ func (a *appAdapter) CommittedBlock(h uint64) (*ledger.Block, *consensus.CommitP
 	return a.app.CommittedBlock(h)
 }
 
-func (a *appAdapter) SaveSafety(ctx context.Context, s consensus.SafetyData) error {
+func (a *appAdapter) SaveSafety(ctx context.Context, s consensus.SafetyData, b *consensus.CertifiedBlock) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.app.SaveSafety(s)
+	return a.app.SaveSafety(s, b)
 }
 
 func (a *appAdapter) height() uint64 {

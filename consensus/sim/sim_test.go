@@ -20,6 +20,7 @@ var (
 	flagTrace = flag.Bool("simtrace", false, "TestSeed prints every event")
 	flagSeeds = flag.Int("seeds", 16, "seeds TestSweep runs for each of n = 4 and n = 7")
 	flagFirst = flag.Uint64("first", 1, "first seed TestSweep runs")
+	flagSizes = flag.String("sizes", "4,7", "validator counts TestSweep runs, comma-separated")
 )
 
 // TestSeed replays one seed: go test ./consensus/sim -run TestSeed -seed=N -nodes=7 -v
@@ -38,15 +39,24 @@ func TestSeed(t *testing.T) {
 		res.Heights, res.Epoch, res.Events, res.Messages, res.VirtualMs, res.LivenessMs)
 }
 
-// TestSweep runs many seeds across n = 4 and n = 7 on all cores.
+// TestSweep runs many seeds for each validator count, on all cores:
+// go test ./consensus/sim -run TestSweep -seeds=500 -sizes=4,7 -v
 func TestSweep(t *testing.T) {
 	type job struct {
 		seed uint64
 		n    int
 	}
+	var sizes []int
+	for _, f := range strings.Split(*flagSizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			t.Fatalf("bad -sizes %q", *flagSizes)
+		}
+		sizes = append(sizes, n)
+	}
 	var jobs []job
 	for i := 0; i < *flagSeeds; i++ {
-		for _, n := range []int{4, 7} {
+		for _, n := range sizes {
 			jobs = append(jobs, job{*flagFirst + uint64(i), n})
 		}
 	}

@@ -30,6 +30,7 @@ type App struct {
 	epoch     consensus.EpochConfig // current epoch, Self unset
 	epochRoot consensus.BlockRef
 	safety    []byte
+	kept      map[ledger.BlockID][]byte // encoded CertifiedBlock of uncommitted blocks
 	// Validated records every block this application approved.
 	Validated map[ledger.BlockID]bool
 }
@@ -46,6 +47,7 @@ func NewApp(chainID, addr string, genesis ledger.Header, gs *State) *App {
 		epoch:     gs.Epoch,
 		epochRoot: consensus.RefOf(&genesis),
 		Validated: make(map[ledger.BlockID]bool),
+		kept:      make(map[ledger.BlockID][]byte),
 	}
 	return a
 }
@@ -139,6 +141,10 @@ func (a *App) Commit(c consensus.Commit) error {
 		if !a.KeepStates {
 			delete(a.states, id)
 		}
+		delete(a.kept, id)
+	}
+	for _, b := range c.Blocks {
+		delete(a.kept, b.Header.ID())
 	}
 	if c.EpochChange != nil {
 		if a.tip.Next == nil || a.tip.Next.Epoch() != c.EpochChange.Epoch() {
@@ -176,11 +182,19 @@ func (a *App) CommittedBlock(h uint64) (*ledger.Block, *consensus.CommitProof, e
 	return a.blocks[h], a.proofs[h], nil
 }
 
-// SaveSafety stores encoded safety data, as a driver does before signing.
-func (a *App) SaveSafety(s consensus.SafetyData) error {
+// SaveSafety stores encoded safety data and the block being signed for, as
+// a driver does before signing.
+func (a *App) SaveSafety(s consensus.SafetyData, block *consensus.CertifiedBlock) error {
 	b, err := consensus.EncodeSafetyData(&s)
 	if err != nil {
 		return err
+	}
+	if block != nil && block.Block.Header.Height > a.Height() {
+		enc, err := ledger.Marshal(block)
+		if err != nil {
+			return err
+		}
+		a.kept[block.Block.Header.ID()] = enc
 	}
 	a.safety = b
 	return nil
@@ -195,6 +209,15 @@ func (a *App) Recovery() (consensus.Recovery, error) {
 		rec.Root = a.blocks[h].Header
 		if rec.Root.Epoch == a.epoch.Epoch() {
 			rec.RootProof = a.proofs[h]
+		}
+	}
+	for _, enc := range a.kept {
+		var cb consensus.CertifiedBlock
+		if err := ledger.Unmarshal(enc, &cb); err != nil {
+			return rec, err
+		}
+		if cb.Block.Header.Height > a.Height() {
+			rec.Blocks = append(rec.Blocks, cb)
 		}
 	}
 	if a.safety != nil {
