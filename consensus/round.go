@@ -106,6 +106,10 @@ func (c *Core) onTimer(seq uint64) {
 	if c.aheadPeer != nil {
 		c.requestSync(*c.aheadPeer)
 		c.aheadPeer = nil
+	} else if c.self < 0 {
+		// A node outside the validator set hears no proposals; it
+		// follows the chain by asking for committed blocks.
+		c.requestSync(c.pickPeer())
 	}
 	c.needBlock(c.highQC.Data.BlockID, c.highQC.Data.Height, gm.KeyID{})
 	for _, pc := range c.commits {

@@ -129,3 +129,20 @@ func TestRegressions(t *testing.T) {
 		t.Fatal("no regression seeds")
 	}
 }
+
+// TestSizes runs a few seeds for validator counts other than 4 and 7, from
+// a single development node up to sixteen.
+func TestSizes(t *testing.T) {
+	for _, n := range []int{1, 2, 3, 5, 10, 16} {
+		for seed := uint64(1); seed <= 3; seed++ {
+			res, err := Run(ConfigFor(seed, n), Options{})
+			if err != nil {
+				t.Errorf("n=%d: %v", n, err)
+				continue
+			}
+			if res.MaxHeight == 0 {
+				t.Errorf("n=%d seed %d committed nothing", n, seed)
+			}
+		}
+	}
+}
