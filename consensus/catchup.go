@@ -40,6 +40,10 @@ func (c *Core) needBlock(id ledger.BlockID, height uint64, from gm.KeyID) {
 // onFetchRequest answers with the block asked for and its ancestors, from
 // the tree or the recently committed blocks.
 func (c *Core) onFetchRequest(from gm.KeyID, req *FetchRequest) {
+	if !c.allow(from, false) {
+		c.drop(DropOverload)
+		return
+	}
 	var out []CertifiedBlock
 	id := req.BlockID
 	for len(out) < int(req.Count) {
@@ -130,6 +134,10 @@ func (c *Core) requestSync(from gm.KeyID) {
 
 func (c *Core) onSyncRequest(from gm.KeyID, req *SyncRequest) {
 	if req.FromHeight == 0 || req.FromHeight > c.tree.root.header.Height || req.Epoch > c.ep.Epoch() {
+		return
+	}
+	if !c.allow(from, true) {
+		c.drop(DropOverload)
 		return
 	}
 	c.metrics.SyncServed++

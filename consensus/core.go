@@ -119,6 +119,38 @@ type recentBlock struct {
 	justify *QC
 }
 
+// peerBudget bounds the requests a peer can make of this node per round:
+// serving them costs storage reads and encoding.
+type peerBudget struct {
+	round   uint64
+	fetches int
+	syncs   int
+}
+
+const (
+	maxFetchesPerRound = 8
+	maxSyncsPerRound   = 2
+)
+
+// allow charges one fetch or sync request to a peer's budget for the
+// current round and reports whether it is within it.
+func (c *Core) allow(peer gm.KeyID, sync bool) bool {
+	b := c.budgets[peer]
+	if b == nil || b.round != c.round {
+		if len(c.budgets) > 4*MaxValidators {
+			clear(c.budgets)
+		}
+		b = &peerBudget{round: c.round}
+		c.budgets[peer] = b
+	}
+	if sync {
+		b.syncs++
+		return b.syncs <= maxSyncsPerRound
+	}
+	b.fetches++
+	return b.fetches <= maxFetchesPerRound
+}
+
 type buffered struct {
 	from gm.KeyID
 	data []byte
@@ -172,6 +204,7 @@ type Core struct {
 	// aheadPeer is a peer seen in a later epoch since the last timer.
 	aheadPeer *gm.KeyID
 	helped    map[gm.KeyID]uint64 // round+1 we last sent the peer sync info in
+	budgets   map[gm.KeyID]*peerBudget
 	recent    []recentBlock
 	peerTurn  int
 
@@ -217,6 +250,7 @@ func New(cfg Config, rec Recovery) (*Core, error) {
 		timeouts:  make(map[uint64]*timeoutRound),
 		fetching:  make(map[ledger.BlockID]bool),
 		helped:    make(map[gm.KeyID]uint64),
+		budgets:   make(map[gm.KeyID]*peerBudget),
 	}
 	c.setEpoch(ep)
 	root := &node{id: rootID, header: &rec.Root}
