@@ -86,3 +86,21 @@ bench-hsm: ## sign latency per custody backend (swtpm native, sealed, dev) and u
 test-boot: ## boot built images in qemu (TCG) with swtpm: measured boot, A/B update, rollback refusal, fallback
 	$(GO) vet -tags boote2e ./firmware/boot/
 	$(GO) test -tags boote2e -count=1 -timeout 20m -run TestBootE2E -v ./firmware/boot/
+
+# --- consensus ---
+# Seeds per validator count (n = 4 and n = 7) in the simulator sweep that
+# `make test` runs without -race, and in the `make sim` soak.
+SIM_SEEDS   ?= 500
+SOAK_SEEDS  ?= 5000
+SOAK_FIRST  ?= 1
+SOAK_SIZES  ?= 4,7
+
+.PHONY: sim-sweep sim
+
+test: sim-sweep
+
+sim-sweep: ## consensus simulator: SIM_SEEDS seeds each for n = 4 and n = 7 (no -race: SM2 dominates)
+	$(GO) test -count=1 -timeout 20m ./consensus/sim -run '^TestSweep$$' -seeds=$(SIM_SEEDS) -sizes=4,7 -v
+
+sim: ## consensus simulator soak: SOAK_SEEDS seeds per size in SOAK_SIZES from SOAK_FIRST; prints seeds/second
+	$(GO) test -count=1 -timeout 0 ./consensus/sim -run '^TestSweep$$' -seeds=$(SOAK_SEEDS) -first=$(SOAK_FIRST) -sizes=$(SOAK_SIZES) -v
