@@ -39,6 +39,19 @@ var (
 // Origin says where a transaction came from.
 type Origin uint8
 
+// String names the origin (a metrics label).
+func (o Origin) String() string {
+	switch o {
+	case FromKiosk:
+		return "kiosk"
+	case FromAPI:
+		return "api"
+	case FromPeer:
+		return "peer"
+	}
+	return "unknown"
+}
+
 // Origins.
 const (
 	// FromKiosk: the ingress verified the signatures already.
@@ -76,6 +89,7 @@ type entry struct {
 	bodyLen int    // encoded length without the payload: what it adds to a block body
 	sender  ledger.Address
 	arrived time.Time
+	origin  Origin
 	elem    *list.Element
 }
 
@@ -215,7 +229,7 @@ func (p *Pool) admit(tx *ledger.Transaction, id ledger.TxID, origin Origin) erro
 		}
 		bodyLen = len(b)
 	}
-	e := &entry{tx: tx, id: id, enc: enc, bodyLen: bodyLen, sender: tx.Body.Entity.Sender, arrived: p.cfg.Now()}
+	e := &entry{tx: tx, id: id, enc: enc, bodyLen: bodyLen, sender: tx.Body.Entity.Sender, arrived: p.cfg.Now(), origin: origin}
 	p.mu.Lock()
 	if _, ok := p.byID[id]; ok {
 		p.mu.Unlock()
@@ -289,19 +303,25 @@ func (p *Pool) Pick(maxTxs int, maxBodyBytes int64, skip func(ledger.TxID) bool,
 	return out
 }
 
-// Remove drops transactions (committed ones) and returns the arrival times
-// of those that were pending, for latency figures.
-func (p *Pool) Remove(ids []ledger.TxID) []time.Time {
+// Removed describes a transaction Remove dropped.
+type Removed struct {
+	Arrived time.Time
+	Origin  Origin
+}
+
+// Remove drops transactions (committed ones) and returns when and how
+// those that were pending arrived, for latency figures.
+func (p *Pool) Remove(ids []ledger.TxID) []Removed {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var arrivals []time.Time
+	var out []Removed
 	for _, id := range ids {
 		if e, ok := p.byID[id]; ok {
 			p.drop(e)
-			arrivals = append(arrivals, e.arrived)
+			out = append(out, Removed{Arrived: e.arrived, Origin: e.origin})
 		}
 	}
-	return arrivals
+	return out
 }
 
 func (p *Pool) drop(e *entry) {
