@@ -131,7 +131,7 @@ func newCluster(t *testing.T, o clusterOptions) *cluster {
 		for _, tn := range c.nodes {
 			tn.stop()
 		}
-		if t.Failed() {
+		if t.Failed() || os.Getenv("HALLMARK_TEST_LOGS") != "" {
 			for _, tn := range c.nodes {
 				t.Logf("---- node %d log (tail) ----\n%s", tn.idx, tail(tn.logs.String(), 6000))
 			}
