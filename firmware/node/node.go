@@ -105,12 +105,12 @@ type Node struct {
 }
 
 // New opens everything cfg names. On error, whatever was opened is closed.
-func New(ctx context.Context, o Options) (n *Node, err error) {
+func New(ctx context.Context, o Options) (_ *Node, err error) {
 	cfg := o.Config
 	if cfg == nil {
 		return nil, errors.New("node: no configuration")
 	}
-	n = &Node{cfg: cfg, log: o.Logger, now: o.Now, onBlock: o.OnCommit, xdpPeers: map[netip.Addr]bool{}}
+	n := &Node{cfg: cfg, log: o.Logger, now: o.Now, onBlock: o.OnCommit, xdpPeers: map[netip.Addr]bool{}}
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
 	}
@@ -120,7 +120,6 @@ func New(ctx context.Context, o Options) (n *Node, err error) {
 	defer func() {
 		if err != nil {
 			n.close()
-			n = nil
 		}
 	}()
 	n.metrics = metrics.New()
