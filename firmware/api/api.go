@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,6 +52,8 @@ type Config struct {
 	Logger       *slog.Logger
 	// Reject, if set, is told of every refused submission (metrics).
 	Reject func(error)
+	// Pprof serves Go's profiler under /debug/pprof/.
+	Pprof bool
 }
 
 type server struct {
@@ -102,6 +105,13 @@ func New(cfg Config) (http.Handler, error) {
 	route("POST /v1/admin/transactions", s.adminSubmit)
 	route("GET /v1/admin/audit", s.auditExport)
 	mux.Handle("GET /metrics", MetricsHandler(cfg.Metrics))
+	if cfg.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	}
 	mux.Handle("/", s.wrap("unknown", func(w http.ResponseWriter, r *http.Request) error {
 		return &apiError{status: http.StatusNotFound, reason: "not-found", detail: "no such endpoint: see docs/API.md"}
 	}))

@@ -129,6 +129,9 @@ type API struct {
 	// AuthWindow is how far a signed request's timestamp may be from the
 	// node's clock. Default "60s".
 	AuthWindow Duration `json:"authWindow"`
+	// Pprof serves Go's profiler under /debug/pprof/ on the API listener
+	// (for diagnosis; keep the API on a private address). Default false.
+	Pprof bool `json:"pprof"`
 }
 
 // Log configures logging.

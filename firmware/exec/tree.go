@@ -287,14 +287,16 @@ func (t *Tree) Validate(block *ledger.Block, parentID ledger.BlockID, mustBeEmpt
 	for i := range block.Txs {
 		tx := &block.Txs[i]
 		txID := tx.ID()
-		if t.cfg.Committed(txID) {
-			return nil, nil, invalid("transaction %s is already in a committed block", txID)
-		}
+		// The chain first, storage second: a block moving from one to the
+		// other in between is then seen in one of them.
 		t.mu.Lock()
 		dup := t.inChain(parent, txID)
 		t.mu.Unlock()
 		if dup {
 			return nil, nil, invalid("transaction %s is already in an uncommitted ancestor", txID)
+		}
+		if t.cfg.Committed(txID) {
+			return nil, nil, invalid("transaction %s is already in a committed block", txID)
 		}
 		ptrs[i] = tx
 	}
@@ -550,40 +552,79 @@ func (t *Tree) add(b *Block) {
 	}
 }
 
-// Committed makes b (stored by the caller) the new root and drops every
-// block that does not descend from it, and the abandoned ones.
-func (t *Tree) Committed(id ledger.BlockID, abandoned []ledger.BlockID) error {
+// Finalize records that consensus committed id: every block that does not
+// descend from it (other than its uncommitted-to-storage ancestors) is
+// dropped, and the abandoned ones too. The committed blocks stay in the
+// tree, their writes visible to their descendants, until Stored moves the
+// root past them, so that execution need not wait for storage.
+func (t *Tree) Finalize(id ledger.BlockID, abandoned []ledger.BlockID) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	b := t.blocks[id]
 	if b == nil {
 		return fmt.Errorf("exec: committed block %s is not in the tree", id)
 	}
-	if b.parent != t.root {
-		return fmt.Errorf("exec: committed block %d does not extend the root %d", b.Header.Height, t.root.Header.Height)
+	if !t.descends(b) {
+		return fmt.Errorf("exec: committed block %d does not descend from the root %d", b.Header.Height, t.root.Header.Height)
 	}
-	b.parent = nil
-	b.writes = nil // now in storage
-	b.txs = nil
-	t.root = b
 	for _, a := range abandoned {
 		if a != id {
 			delete(t.blocks, a)
 		}
 	}
+	keep := map[*Block]bool{}
+	for n := b; n != nil && n != t.root; n = n.parent {
+		keep[n] = true
+	}
 	for bid, n := range t.blocks {
-		if !t.descends(n) {
+		if n == t.root || keep[n] {
+			continue
+		}
+		if !t.descendsFrom(n, b) {
 			delete(t.blocks, bid)
 		}
 	}
 	return nil
 }
 
+// Stored makes id, which storage now holds, the new root. It must be the
+// root's child.
+func (t *Tree) Stored(id ledger.BlockID) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	b := t.blocks[id]
+	if b == nil {
+		return fmt.Errorf("exec: stored block %s is not in the tree", id)
+	}
+	if b.parent != t.root {
+		return fmt.Errorf("exec: stored block %d does not extend the root %d", b.Header.Height, t.root.Header.Height)
+	}
+	delete(t.blocks, t.root.ID)
+	b.parent = nil
+	b.writes = nil // now in storage
+	b.txs = nil
+	t.root = b
+	return nil
+}
+
+// Committed is Finalize and Stored at once, for a caller that stores
+// synchronously.
+func (t *Tree) Committed(id ledger.BlockID, abandoned []ledger.BlockID) error {
+	if err := t.Finalize(id, abandoned); err != nil {
+		return err
+	}
+	return t.Stored(id)
+}
+
 // descends reports whether n is the root or descends from it through
 // blocks still in the tree.
-func (t *Tree) descends(n *Block) bool {
+func (t *Tree) descends(n *Block) bool { return t.descendsFrom(n, t.root) }
+
+// descendsFrom reports whether n is anc or descends from it through blocks
+// still in the tree.
+func (t *Tree) descendsFrom(n, anc *Block) bool {
 	for ; n != nil; n = n.parent {
-		if n == t.root {
+		if n == anc {
 			return true
 		}
 		if t.blocks[n.ID] != n {

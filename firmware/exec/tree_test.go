@@ -357,3 +357,48 @@ func TestLayeredViewMatchesOverlays(t *testing.T) {
 		}
 	}
 }
+
+// Between Finalize and Stored a committed block's writes and transactions
+// stay visible to its descendants, so execution does not wait for storage.
+func TestFinalizeBeforeStored(t *testing.T) {
+	c := fourNodes(t)
+	h := newHarness(t, c, 0, nil)
+	tx1, _ := c.RecordAt(c.Kiosk, "customs.declaration", c.Doc.Time+500)
+	b1, _, _ := h.build(h.tree.Root(), 1, tx1)
+	fork, _, _ := h.build(h.tree.Root(), 2)
+	b2, _, _ := h.build(b1, 3)
+	if err := h.tree.Finalize(b1.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	if h.tree.Lookup(fork.ID) != nil {
+		t.Fatal("a fork of the committed block survived")
+	}
+	if h.tree.Lookup(b1.ID) == nil || h.tree.Root().ID == b1.ID {
+		t.Fatal("the committed block left the tree before it was stored")
+	}
+	// Storage has not caught up: the committed state lacks b1's record, but
+	// b3 on b2 sees it (the record exists) and refuses tx1 again.
+	b3, _, _ := h.build(b2, 4, tx1)
+	if len(b3.Block.Txs) != 0 {
+		t.Fatal("a transaction of a committed, unstored block was proposed again")
+	}
+	var seen bool
+	if err := h.tree.View(b2, func(v app.View) error {
+		r, err := app.GetRecord(v, tx1.ID())
+		seen = r != nil
+		return err
+	}); err != nil || !seen {
+		t.Fatalf("record of the unstored block not visible: %v", err)
+	}
+	h.mem.Apply(b1.Output.Writes)
+	h.committed[tx1.ID()] = true
+	if err := h.tree.Stored(b1.ID); err != nil {
+		t.Fatal(err)
+	}
+	if h.tree.Root().ID != b1.ID || h.tree.Lookup(b3.ID) == nil {
+		t.Fatal("storing b1 lost its descendants")
+	}
+	if err := h.tree.Stored(b3.ID); err == nil {
+		t.Fatal("a block that is not the root's child was stored")
+	}
+}

@@ -51,7 +51,7 @@ func New() *Metrics {
 		BlockLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "block_latency_seconds",
 			Help: "Time from first executing a block to its commit.", Buckets: latency}),
 		ExecDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "block_phase_seconds",
-			Help: "Time spent per block in validation, building and commit.", Buckets: latency}, []string{"phase"}),
+			Help: "Time spent per block: validate, build, commit (store: the storage write within it), safety (safety data and kept block, before a vote).", Buckets: latency}, []string{"phase"}),
 		BlockTxs: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "block_transactions",
 			Help: "Transactions per committed block.", Buckets: prometheus.ExponentialBuckets(1, 2, 14)}),
 		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "mempool_rejected_total",

@@ -89,35 +89,37 @@ func (a consensusApp) BuildProposal(ctx context.Context, req consensus.BuildProp
 	return b.Block, next, nil
 }
 
-// Commit implements driver.App: each block's stored execution output goes
-// to storage in one CommitBlock, with the commit proof and the next
-// epoch's configuration beside the last block.
+// Commit implements driver.App. The blocks are final: the execution tree
+// drops every branch that conflicts with them at once, and the committer
+// goroutine writes them to storage in order (one CommitBlock per block,
+// with the commit proof and the next epoch's configuration beside the
+// last), so that validating the next proposal need not wait for the disk.
+// A storage failure stops the node.
 func (a consensusApp) Commit(ctx context.Context, c consensus.Commit) error {
 	n := a.n
-	// A commit in progress finishes even if the node is stopping: each
-	// block is atomic in storage, and the work is bounded.
-	ctx = context.WithoutCancel(ctx)
+	if err := n.commitErr(); err != nil {
+		return err
+	}
 	start := time.Now()
-	recheckAll := false
-	touched := map[ledger.Address]bool{}
+	job := &commitJob{epochChange: c.EpochChange, abandoned: c.Abandoned}
 	for i, blk := range c.Blocks {
 		id := blk.Header.ID()
 		sb := n.tree.Lookup(id)
 		if sb == nil || sb.Output == nil || sb.Epoch == nil {
 			return fmt.Errorf("node: committed block %d (%s) was not executed here", blk.Header.Height, id)
 		}
-		last := i == len(c.Blocks)-1
 		var proof *consensus.CommitProof
 		var next *consensus.EpochConfig
-		var abandoned []ledger.BlockID
-		if last {
-			proof, next, abandoned = &c.Proof, c.EpochChange, c.Abandoned
+		if i == len(c.Blocks)-1 {
+			p := c.Proof
+			proof, next = &p, c.EpochChange
 		}
 		rec, err := blockrec.Encode(proof, next, sb.Output)
 		if err != nil {
 			return err
 		}
-		batch := &storage.Batch{
+		job.blocks = append(job.blocks, sb)
+		job.batches = append(job.batches, &storage.Batch{
 			Block:      sb.Block,
 			Validators: sb.Epoch.Validators.N(),
 			ShardIndex: n.tree.ShardIndex(sb.Epoch),
@@ -126,24 +128,20 @@ func (a consensusApp) Commit(ctx context.Context, c consensus.Commit) error {
 			Cert:       rec,
 			Audit:      auditEntries(sb),
 			Masks:      masks(sb),
-		}
-		if err := n.store.CommitBlock(ctx, batch); err != nil {
-			return fmt.Errorf("node: storing block %d: %w", blk.Header.Height, err)
-		}
-		if err := n.tree.Committed(id, abandoned); err != nil {
+		})
+	}
+	if len(job.blocks) > 0 {
+		if err := n.tree.Finalize(job.blocks[len(job.blocks)-1].ID, c.Abandoned); err != nil {
 			return err
 		}
-		n.afterCommit(sb, touched, &recheckAll)
-	}
-	if c.EpochChange != nil {
-		n.enterEpoch(*c.EpochChange)
-	}
-	if err := n.store.ReleaseKept(ctx, c.Abandoned...); err != nil {
-		n.log.Warn("releasing abandoned blocks", "err", err)
 	}
 	n.metrics.ExecDuration.WithLabelValues("commit").Observe(time.Since(start).Seconds())
-	n.recheckPool(touched, recheckAll)
-	return nil
+	select {
+	case n.commitQ <- job:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // afterCommit updates the mempool, admission and metrics for a block now
@@ -317,7 +315,10 @@ func (a consensusApp) SaveSafety(ctx context.Context, s consensus.SafetyData, cb
 		}
 		keep = append(keep, storage.KeptBlock{Height: cb.Block.Header.Height, ID: cb.Block.Header.ID(), Data: data})
 	}
-	return a.n.store.SaveSafety(ctx, enc, keep...)
+	start := time.Now()
+	err = a.n.store.SaveSafety(ctx, enc, keep...)
+	a.n.metrics.ExecDuration.WithLabelValues("safety").Observe(time.Since(start).Seconds())
+	return err
 }
 
 // keptBlocks decodes the kept blocks for recovery.

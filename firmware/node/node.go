@@ -96,6 +96,10 @@ type Node struct {
 	receiptKey *gm.PrivateKey
 	delegation atomic.Pointer[kiosk.Delegation]
 
+	commitQ    chan *commitJob
+	commitMu   sync.Mutex
+	commitFail error
+
 	mu        sync.Mutex
 	epoch     consensus.EpochConfig
 	prevEpoch *consensus.EpochConfig
@@ -110,7 +114,8 @@ func New(ctx context.Context, o Options) (_ *Node, err error) {
 	if cfg == nil {
 		return nil, errors.New("node: no configuration")
 	}
-	n := &Node{cfg: cfg, log: o.Logger, now: o.Now, onBlock: o.OnCommit, xdpPeers: map[netip.Addr]bool{}}
+	n := &Node{cfg: cfg, log: o.Logger, now: o.Now, onBlock: o.OnCommit, xdpPeers: map[netip.Addr]bool{},
+		commitQ: make(chan *commitJob, commitQueueLen)}
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
 	}
@@ -491,7 +496,7 @@ func (n *Node) openAPI() error {
 	h, err := api.New(api.Config{
 		ChainID: n.chainID, Store: n.store, Pool: n.pool, Node: n.self, Status: n.Status,
 		Metrics: n.metrics, MaxBodyBytes: n.cfg.API.MaxBodyBytes, AuthWindow: n.cfg.API.AuthWindow.D(),
-		Now: n.now, Logger: n.log.With("part", "api"), Reject: n.countRejection,
+		Now: n.now, Logger: n.log.With("part", "api"), Reject: n.countRejection, Pprof: n.cfg.API.Pprof,
 	})
 	if err != nil {
 		return err
@@ -517,6 +522,11 @@ func (n *Node) Run(ctx context.Context) error {
 	defer n.close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	committed := make(chan struct{})
+	go func() {
+		defer close(committed)
+		n.runCommitter(cancel)
+	}()
 	var wg sync.WaitGroup
 	var driverErr error
 	wg.Go(func() {
@@ -564,7 +574,14 @@ func (n *Node) Run(ctx context.Context) error {
 		scancel()
 	}
 	wg.Wait()
+	// Consensus has stopped: no more commits. Let the queued ones reach
+	// storage before it closes.
+	close(n.commitQ)
+	<-committed
 	n.log.Info("stopped")
+	if err := n.commitErr(); err != nil {
+		return err
+	}
 	return driverErr
 }
 

@@ -319,6 +319,7 @@ func (n *Net) create(ctx context.Context) (*State, error) {
 			"genesis": gpath,
 			"listen":  map[string]string{"peer": ns.Peer, "kiosk": ns.Kiosk, "api": ns.API, "metrics": ns.Metrics},
 			"log":     map[string]string{"level": "info"},
+			"api":     map[string]any{"pprof": true},
 		}
 		b, err := json.MarshalIndent(cfg, "", "  ")
 		if err != nil {
