@@ -133,3 +133,6 @@ BENCH_CLUSTER_FLAGS ?=
 test-cluster: ## fault tests: 4 hallmarkd + swtpm in network namespaces; SIGKILL, partitions (nftables), a Byzantine validator
 	$(GO) vet -tags cluster ./firmware/clustertest/
 	$(GO) test -tags cluster -race -count=1 -timeout 20m -v ./firmware/clustertest/
+
+bench-cluster: build ## end-to-end: 4 nodes + swtpm on loopback, kiosk load; committed tps / (2-core SM2 verify rate / 4), latency, RSS
+	$(GO) run ./tools/benchcluster -hallmarkd bin/hallmarkd $(BENCH_CLUSTER_FLAGS)

@@ -326,3 +326,17 @@ func (c *Cluster) Metric(ctx context.Context, i int, name string, labels ...stri
 }
 
 var errNoMetric = errors.New("clustertest: no such metric")
+
+// BlockTxIDs returns the ids of the transactions in node i's block at
+// height h, decoding nothing else (the benchmark's commit watcher).
+func (c *Cluster) BlockTxIDs(ctx context.Context, i int, h uint64) ([]ledger.TxID, error) {
+	var bj blockJSON
+	if err := c.get(ctx, i, "/v1/blocks/"+strconv.FormatUint(h, 10), &bj); err != nil {
+		return nil, err
+	}
+	ids := make([]ledger.TxID, len(bj.TxList))
+	for k, t := range bj.TxList {
+		ids[k] = t.ID
+	}
+	return ids, nil
+}
