@@ -485,13 +485,13 @@ func (c *Cluster) Pid(i int) int {
 	return n.proc.pid()
 }
 
-// PeakRSS returns node i's peak resident memory so far (VmHWM), in bytes.
-func (c *Cluster) PeakRSS(i int) (int64, error) {
+// Memory returns node i's memory use, with its peak so far.
+func (c *Cluster) Memory(i int) (MemStats, error) {
 	pid := c.Pid(i)
 	if pid == 0 {
-		return 0, fmt.Errorf("clustertest: %s is not running", c.Nodes[i].Name)
+		return MemStats{}, fmt.Errorf("clustertest: %s is not running", c.Nodes[i].Name)
 	}
-	return peakRSS(pid)
+	return readMemStats(pid)
 }
 
 // Exited returns the nodes whose process has ended although nobody

@@ -144,20 +144,35 @@ func (p *proc) stop(grace time.Duration) error {
 	return fmt.Errorf("clustertest: %s did not stop within %v of SIGTERM; killed", p.name, grace)
 }
 
-// peakRSS returns the process's peak resident set (VmHWM), in bytes.
-func peakRSS(pid int) (int64, error) {
+// MemStats is a process's memory as /proc/PID/status reports it, in bytes.
+type MemStats struct {
+	PeakRSS int64 // VmHWM: the highest resident set so far
+	RSS     int64 // VmRSS
+	Anon    int64 // RssAnon: heap, stacks
+	File    int64 // RssFile: mapped files (the bbolt file) and the binary
+}
+
+func readMemStats(pid int) (MemStats, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
-		return 0, err
+		return MemStats{}, err
 	}
+	var m MemStats
+	fields := map[string]*int64{"VmHWM:": &m.PeakRSS, "VmRSS:": &m.RSS, "RssAnon:": &m.Anon, "RssFile:": &m.File}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			f := strings.Fields(v)
-			if len(f) == 2 && f[1] == "kB" {
-				kb, err := strconv.ParseInt(f[0], 10, 64)
-				return kb << 10, err
+		f := strings.Fields(line)
+		if len(f) == 3 && f[2] == "kB" {
+			if dst, ok := fields[f[0]]; ok {
+				kb, err := strconv.ParseInt(f[1], 10, 64)
+				if err != nil {
+					return m, fmt.Errorf("/proc/%d/status: %s", pid, line)
+				}
+				*dst = kb << 10
 			}
 		}
 	}
-	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
+	if m.PeakRSS == 0 {
+		return m, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
+	}
+	return m, nil
 }

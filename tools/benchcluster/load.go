@@ -22,17 +22,24 @@ import (
 type batch struct {
 	dgs [][]byte
 	ids []ledger.TxID
+	// ts is the transactions' timestamp: a node's kiosk fast path drops
+	// datagrams older than its window (60 s by default) without a
+	// receipt, so a datagram is not sent once it is older than maxSendAge.
+	ts time.Time
 }
+
+// maxSendAge is how old a signed datagram may be when it is sent.
+const maxSendAge = 40 * time.Second
 
 // sign signs n record.put transactions from the kiosk account, on every
 // core, and encodes them as kiosk datagrams.
 func sign(ctx context.Context, key gm.Signer, n int, workers int, seq0 uint64) (*batch, error) {
-	b := &batch{dgs: make([][]byte, n), ids: make([]ledger.TxID, n)}
+	b := &batch{dgs: make([][]byte, n), ids: make([]ledger.TxID, n), ts: time.Now()}
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var firstErr error
-	ts := time.Now().UnixMilli()
+	ts := b.ts.UnixMilli()
 	for range workers {
 		wg.Go(func() {
 			for {
@@ -58,15 +65,85 @@ func sign(ctx context.Context, key gm.Signer, n int, workers int, seq0 uint64) (
 	return b, firstErr
 }
 
+// signer signs the load's transactions, numbering them across phases.
+type signer struct {
+	key     gm.Signer
+	workers int
+	seq     uint64
+}
+
+func (s *signer) sign(ctx context.Context, n int) (*batch, error) {
+	b, err := sign(ctx, s.key, n, s.workers, s.seq)
+	s.seq += uint64(n)
+	return b, err
+}
+
+// recentRate is the rate the cluster committed t's transactions at over
+// the last 5 s (at least 1000/s).
+func (s *signer) recentRate(t *tracker) float64 {
+	now := time.Now()
+	return max(t.result(now.Add(-5*time.Second), now).tps, 1000)
+}
+
+// topUp signs what t needs for d at rate, less what it has unsent.
+func (s *signer) topUp(ctx context.Context, t *tracker, d time.Duration, rate float64) error {
+	n := int(rate*d.Seconds()) - t.unsent()
+	if n <= 0 {
+		return nil
+	}
+	start := time.Now()
+	b, err := s.sign(ctx, n)
+	if err != nil {
+		return err
+	}
+	t.add(b)
+	logf("signed %d more transactions in %v", n, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// keepUp keeps about 10 s of datagrams ready at rate() per second, in
+// chunks, until ctx ends; it does nothing while paused. Signing far ahead
+// is wasted: datagrams older than maxSendAge are not sent.
+func (s *signer) keepUp(ctx context.Context, t *tracker, rate func() float64, paused *atomic.Bool) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(250 * time.Millisecond):
+		}
+		if paused.Load() {
+			continue
+		}
+		r := rate()
+		if t.unsent() >= int(r*8) {
+			continue
+		}
+		n := min(int(r*10)-t.unsent(), 20000)
+		b, err := s.sign(ctx, n)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		t.add(b)
+	}
+}
+
 // tracker follows every transaction of a phase from its send to its first
 // terminal event: committed (seen in a block on the watched node), refused
-// by a receipt, or given up on.
+// by a receipt, or given up on. It holds the phase's signed datagrams;
+// more can be added while the phase runs.
 type tracker struct {
-	mu      sync.Mutex
-	index   map[ledger.TxID]int
-	sentAt  []time.Time
-	done    []bool
-	permits chan struct{} // closed-loop window; nil in open loop
+	mu     sync.Mutex
+	dgs    [][]byte
+	ts     []time.Time // each datagram's transaction timestamp
+	stale  int         // datagrams not sent because they grew too old
+	index  map[ledger.TxID]int
+	sentAt []time.Time
+	done   []bool
+	next   int     // the next datagram to send
+	win    *window // closed loop; nil in open loop
 
 	// Commits observed, with the time the watcher saw them.
 	commits []commit
@@ -80,22 +157,55 @@ type commit struct {
 	at  time.Time
 }
 
-func newTracker(b *batch, window int) *tracker {
-	t := &tracker{index: make(map[ledger.TxID]int, len(b.ids)), sentAt: make([]time.Time, len(b.ids)), done: make([]bool, len(b.ids)),
-		reasons: map[kiosk.Reason]int{}}
-	for i, id := range b.ids {
-		t.index[id] = i
-	}
-	if window > 0 {
-		t.permits = make(chan struct{}, window)
-	}
+func newTracker(b *batch, win *window) *tracker {
+	t := &tracker{index: map[ledger.TxID]int{}, reasons: map[kiosk.Reason]int{}, win: win}
+	t.add(b)
 	return t
 }
 
-func (t *tracker) sent(i int, at time.Time) {
+// add appends a batch to the datagrams to send.
+func (t *tracker) add(b *batch) {
 	t.mu.Lock()
-	t.sentAt[i] = at
-	t.mu.Unlock()
+	defer t.mu.Unlock()
+	for k, id := range b.ids {
+		t.index[id] = len(t.dgs)
+		t.dgs = append(t.dgs, b.dgs[k])
+		t.ts = append(t.ts, b.ts)
+	}
+	t.sentAt = append(t.sentAt, make([]time.Time, len(b.ids))...)
+	t.done = append(t.done, make([]bool, len(b.ids))...)
+}
+
+// committedCount returns how many commits the tracker has seen.
+func (t *tracker) committedCount() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.commits)
+}
+
+// unsent returns how many datagrams are left to send.
+func (t *tracker) unsent() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.dgs) - t.next
+}
+
+// take returns the next datagram to send and marks it sent now, skipping
+// those older than maxSendAge; false when none is left.
+func (t *tracker) take() (int, []byte, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := time.Now()
+	for ; t.next < len(t.dgs); t.next++ {
+		if i := t.next; now.Sub(t.ts[i]) <= maxSendAge {
+			t.next++
+			t.sentAt[i] = now
+			return i, t.dgs[i], true
+		}
+		t.stale++
+		t.dgs[t.next] = nil
+	}
+	return 0, nil, false
 }
 
 // finish marks transaction i done and returns its permit; it reports
@@ -105,11 +215,8 @@ func (t *tracker) finish(i int) bool {
 		return false
 	}
 	t.done[i] = true
-	if t.permits != nil {
-		select {
-		case t.permits <- struct{}{}:
-		default:
-		}
+	if t.win != nil {
+		t.win.release()
 	}
 	return true
 }
@@ -147,12 +254,13 @@ func (t *tracker) receipt(r kiosk.Receipt) {
 	}
 }
 
-// expire gives up on transactions sent before cutoff that are not done.
-func (t *tracker) expire(cutoff time.Time) {
+// expireSentIn gives up on the transactions sent in [from, to) that are
+// not done.
+func (t *tracker) expireSentIn(from, to time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for i, at := range t.sentAt {
-		if !at.IsZero() && !t.done[i] && at.Before(cutoff) {
+		if !at.IsZero() && !t.done[i] && !at.Before(from) && at.Before(to) {
 			t.expired++
 			t.finish(i)
 		}
@@ -268,60 +376,116 @@ func (k *kioskSockets) close() {
 	k.wg.Wait()
 }
 
-// send sends datagram i of the batch over socket i mod len(conns), so
-// that transactions spread evenly over the nodes.
-func (k *kioskSockets) send(b *batch, t *tracker, i int) {
-	t.sent(i, time.Now())
-	_, _ = k.conns[i%len(k.conns)].Write(b.dgs[i])
+// send sends datagram i over socket i mod len(conns), so that
+// transactions spread evenly over the nodes.
+func (k *kioskSockets) send(i int, dg []byte) {
+	_, _ = k.conns[i%len(k.conns)].Write(dg)
 }
 
-// runClosed keeps window transactions in flight until ctx ends or the
-// batch runs out: a new one goes out as soon as one commits or is refused.
-// The window opens over rampUp, so that the nodes' ingress queues are not
-// flooded at the start.
-func (k *kioskSockets) runClosed(ctx context.Context, b *batch, t *tracker, window int, rampUp time.Duration) (sent int) {
-	go func() {
-		step := rampUp / time.Duration(window)
-		for range window {
-			select {
-			case t.permits <- struct{}{}:
-			case <-ctx.Done():
-				return
-			}
-			if step > 0 {
-				time.Sleep(step)
-			}
+// window bounds the transactions in flight in the closed loop. Its size
+// can change while the loop runs: growing lets more out at once, shrinking
+// holds new sends back until enough have ended.
+type window struct {
+	mu          sync.Mutex
+	size, inUse int
+	wake        chan struct{} // one sender waits on it
+}
+
+func newWindow() *window { return &window{wake: make(chan struct{}, 1)} }
+
+func (w *window) acquire(ctx context.Context) bool {
+	for {
+		w.mu.Lock()
+		if w.inUse < w.size {
+			w.inUse++
+			w.mu.Unlock()
+			return true
 		}
-	}()
-	for i := range b.dgs {
+		w.mu.Unlock()
 		select {
-		case <-t.permits:
+		case <-w.wake:
 		case <-ctx.Done():
-			return i
+			return false
 		}
-		k.send(b, t, i)
 	}
-	return len(b.dgs)
 }
 
-// runOpen sends at rate per second until ctx ends or the batch runs out.
-func (k *kioskSockets) runOpen(ctx context.Context, b *batch, t *tracker, rate float64) (sent int) {
+func (w *window) release() {
+	w.mu.Lock()
+	w.inUse--
+	w.mu.Unlock()
+	w.notify()
+}
+
+func (w *window) notify() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// resize moves the window to size; a larger window opens over rampUp so
+// that the nodes' ingress queues are not flooded at once.
+func (w *window) resize(ctx context.Context, size int, rampUp time.Duration) {
+	w.mu.Lock()
+	from := w.size
+	w.mu.Unlock()
+	if size <= from || rampUp <= 0 {
+		w.mu.Lock()
+		w.size = size
+		w.mu.Unlock()
+		w.notify()
+		return
+	}
+	const steps = 20
+	for k := 1; k <= steps; k++ {
+		w.mu.Lock()
+		w.size = from + (size-from)*k/steps
+		w.mu.Unlock()
+		w.notify()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(rampUp / steps):
+		}
+	}
+}
+
+// runClosed sends a transaction whenever the window has room, until ctx
+// ends; it reports false if the datagrams ran out first.
+func (k *kioskSockets) runClosed(ctx context.Context, t *tracker) bool {
+	for t.win.acquire(ctx) {
+		i, dg, ok := t.take()
+		if !ok {
+			t.win.release()
+			return false
+		}
+		k.send(i, dg)
+	}
+	return true
+}
+
+// runOpen sends at rate per second until ctx ends; it reports false if the
+// datagrams ran out first.
+func (k *kioskSockets) runOpen(ctx context.Context, t *tracker, rate float64) bool {
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
 	start := time.Now()
-	i := 0
-	for i < len(b.dgs) {
+	sent := 0
+	for {
 		select {
 		case <-ctx.Done():
-			return i
+			return true
 		case <-tick.C:
 		}
-		due := min(int(time.Since(start).Seconds()*rate), len(b.dgs))
-		for ; i < due; i++ {
-			k.send(b, t, i)
+		for due := int(time.Since(start).Seconds() * rate); sent < due; sent++ {
+			i, dg, ok := t.take()
+			if !ok {
+				return false
+			}
+			k.send(i, dg)
 		}
 	}
-	return i
 }
 
 // watchCommits follows node's chain from height from, handing every

@@ -35,8 +35,9 @@
 // All kiosks reach the nodes from 127.0.0.1, so the per-source rate limiter
 // of the kiosk fast path is switched off (xdp.ratePerSec 0).
 //
-// -profile DIR saves a CPU profile of every node over the saturation
-// measurement (from the nodes' pprof endpoint) and of the benchmark itself.
+// -profile DIR saves a CPU profile of every node over each measurement
+// (from the nodes' pprof endpoint) and of the benchmark itself, and every
+// node's metrics after each (nodeN.saturation.pprof, nodeN.half.metrics...).
 package main
 
 import (
@@ -54,6 +55,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -75,6 +77,7 @@ type options struct {
 	verifyFor time.Duration
 	profile   string
 	verbose   bool
+	series    time.Duration
 }
 
 func main() {
@@ -84,14 +87,15 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (stores, logs)")
 	flag.BoolVar(&o.netns, "netns", false, "run every node in its own network namespace (root)")
 	flag.IntVar(&o.nodes, "nodes", 4, "validators")
-	flag.IntVar(&o.window, "window", 4000, "transactions in flight in the saturation phase")
+	flag.IntVar(&o.window, "window", 0, "transactions in flight in the saturation phase (0: search for the window with the highest rate)")
 	flag.IntVar(&o.sockets, "sockets", 2, "kiosk sockets per node")
 	flag.DurationVar(&o.warmup, "warmup", 4*time.Second, "load before each measurement")
 	flag.DurationVar(&o.measure, "measure", 10*time.Second, "saturation measurement")
 	flag.DurationVar(&o.half, "half", 10*time.Second, "half-load measurement")
 	flag.DurationVar(&o.verifyFor, "verify-time", 2*time.Second, "SM2 verify-rate measurement, before and after")
-	flag.StringVar(&o.profile, "profile", "", "save CPU profiles of the nodes and the benchmark over the saturation measurement in this directory")
+	flag.StringVar(&o.profile, "profile", "", "save CPU profiles and metrics of the nodes and the benchmark over each measurement in this directory")
 	flag.BoolVar(&o.verbose, "v", false, "log the cluster's progress")
+	flag.DurationVar(&o.series, "series", 0, "before the saturation measurement, log the committed rate every 5 s for this long")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -177,25 +181,55 @@ func run(ctx context.Context, o options) (err error) {
 	bound := vBefore / float64(o.nodes)
 
 	// Saturation.
-	n := int(bound * (o.warmup + o.measure + 3*time.Second).Seconds() * 1.2)
-	t0 := time.Now()
-	b, err := sign(ctx, c.Kiosk, n, workers, 0)
-	if err != nil {
+	sg := &signer{key: c.Kiosk, workers: workers}
+	win := newWindow()
+	sat := newTracker(&batch{}, win)
+	if err := sg.topUp(ctx, sat, 10*time.Second, bound/2); err != nil {
 		return err
 	}
-	logf("signed %d transactions for the saturation phase in %v", n, time.Since(t0).Round(time.Millisecond))
-	sat := newTracker(b, o.window)
 	setTrack(sat)
 	pctx, stopSend := context.WithCancel(ctx)
 	defer stopSend()
-	sentc := make(chan int, 1)
-	go func() { sentc <- ks.runClosed(pctx, b, sat, o.window, time.Second) }()
+	ranOut := make(chan bool, 1)
+	go func() { ranOut <- !ks.runClosed(pctx, sat) }()
+	var refillPaused atomic.Bool
+	refillErr := make(chan error, 1)
+	go func() {
+		refillErr <- sg.keepUp(pctx, sat, func() float64 { return 1.5 * sg.recentRate(sat) }, &refillPaused)
+	}()
+	window := o.window
+	if window <= 0 {
+		if window, err = searchWindow(ctx, sat, win); err != nil {
+			return err
+		}
+	} else {
+		win.resize(ctx, window, time.Second)
+	}
 	if err := sleep(ctx, o.warmup); err != nil {
+		return err
+	}
+	for end := time.Now().Add(o.series); time.Now().Before(end); {
+		from := time.Now()
+		if err := sleep(ctx, 5*time.Second); err != nil {
+			return err
+		}
+		h, _ := c.Height(ctx, 0)
+		m, _ := c.Memory(0)
+		logf("series: %.0f/s committed at height %d; node0 %.0f MiB resident", sat.result(from, time.Now()).tps, h, mib(m.RSS))
+	}
+	// No signing during the measurement: what it needs is signed now, at
+	// twice the rate of the warm-up, and the cluster gets a moment to
+	// settle after.
+	refillPaused.Store(true)
+	if err := sg.topUp(ctx, sat, o.measure+5*time.Second, 2*sg.recentRate(sat)); err != nil {
+		return err
+	}
+	if err := sleep(ctx, 2*time.Second); err != nil {
 		return err
 	}
 	var profiles *profiler
 	if o.profile != "" {
-		if profiles, err = startProfiles(ctx, c, o.profile, o.measure); err != nil {
+		if profiles, err = startProfiles(ctx, c, o.profile, "saturation", o.measure); err != nil {
 			return err
 		}
 	}
@@ -206,69 +240,95 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	to := time.Now()
 	cpu1 := cpuSnapshot(c)
+	stopSend()
+	if <-ranOut {
+		return errors.New("the saturation phase ran out of signed transactions")
+	}
+	if err := <-refillErr; err != nil {
+		return err
+	}
 	if profiles != nil {
 		if err := profiles.wait(); err != nil {
 			logf("profiles: %v", err)
 		}
-		for i, n := range c.Nodes {
-			if err := fetchProfile(ctx, c.HTTP(), "http://"+n.API+"/metrics", filepath.Join(o.profile, fmt.Sprintf("node%d.metrics", i))); err != nil {
-				logf("metrics: %v", err)
-			}
-		}
-	}
-	stopSend()
-	sent := <-sentc
-	if sent == n {
-		logf("warning: the saturation batch of %d transactions ran out; use a larger batch", n)
+		saveMetrics(ctx, c, o.profile, "saturation")
 	}
 	drain(ctx, sat, from, to)
 	satRes := sat.result(from, to)
-	logf("saturation: %d transactions sent, %d committed in %v; receipts: %s", sent, satRes.committed, to.Sub(from).Round(time.Millisecond), sat.summary())
+	logf("saturation (window %d): %d committed in %v; receipts: %s", window, satRes.committed, to.Sub(from).Round(time.Millisecond), sat.summary())
 	logf("cpu over the saturation measurement: %s", cpu1.since(cpu0))
 	if err := waitIdle(ctx, c, 30*time.Second); err != nil {
 		logf("warning: %v", err)
 	}
 
 	rss := make([]int64, len(c.Nodes))
+	var mem []string
 	for i := range c.Nodes {
-		if rss[i], err = c.PeakRSS(i); err != nil {
+		m, err := c.Memory(i)
+		if err != nil {
 			return err
 		}
+		rss[i] = m.PeakRSS
+		mem = append(mem, fmt.Sprintf("node%d %.0f (heap and stacks %.0f, mapped files %.0f)", i, mib(m.RSS), mib(m.Anon), mib(m.File)))
 	}
+	logf("resident memory after the saturation phase, MiB: %s", strings.Join(mem, "; "))
 
 	// Half load.
 	rate := satRes.tps / 2
-	nh := int(rate*(o.warmup+o.half).Seconds()) + 1
-	t0 = time.Now()
-	bh, err := sign(ctx, c.Kiosk, nh, workers, uint64(n))
-	if err != nil {
+	hl := newTracker(&batch{}, nil)
+	if err := sg.topUp(ctx, hl, 10*time.Second, rate); err != nil {
 		return err
 	}
-	logf("signed %d transactions for the half-load phase in %v", nh, time.Since(t0).Round(time.Millisecond))
-	hl := newTracker(bh, 0)
 	setTrack(hl)
 	hctx, stopHalf := context.WithCancel(ctx)
 	defer stopHalf()
-	go func() { sentc <- ks.runOpen(hctx, bh, hl, rate) }()
+	go func() { ranOut <- !ks.runOpen(hctx, hl, rate) }()
+	refillPaused.Store(false)
+	go func() { refillErr <- sg.keepUp(hctx, hl, func() float64 { return 1.2 * rate }, &refillPaused) }()
 	if err := sleep(ctx, o.warmup); err != nil {
-		stopHalf()
 		return err
 	}
+	refillPaused.Store(true)
+	if err := sg.topUp(ctx, hl, o.half+5*time.Second, 1.2*rate); err != nil {
+		return err
+	}
+	if err := sleep(ctx, 2*time.Second); err != nil {
+		return err
+	}
+	var hprof *profiler
+	if o.profile != "" {
+		if hprof, err = startProfiles(ctx, c, o.profile, "half", o.half); err != nil {
+			return err
+		}
+	}
+	hcpu0 := cpuSnapshot(c)
 	hfrom := time.Now()
 	if err := sleep(ctx, o.half); err != nil {
-		stopHalf()
 		return err
 	}
 	hto := time.Now()
+	hcpu1 := cpuSnapshot(c)
 	stopHalf()
-	hsent := <-sentc
+	if <-ranOut {
+		return errors.New("the half-load phase ran out of signed transactions")
+	}
+	if err := <-refillErr; err != nil {
+		return err
+	}
+	if hprof != nil {
+		if err := hprof.wait(); err != nil {
+			logf("profiles: %v", err)
+		}
+		saveMetrics(ctx, c, o.profile, "half")
+	}
 	drain(ctx, hl, hfrom, hto)
 	halfRes := hl.result(hfrom, hto)
-	logf("half load: %d transactions sent at %.0f/s, %d committed in %v; receipts: %s", hsent, rate, halfRes.committed, hto.Sub(hfrom).Round(time.Millisecond), hl.summary())
+	logf("half load: offered %.0f/s, %d committed in %v; receipts: %s", rate, halfRes.committed, hto.Sub(hfrom).Round(time.Millisecond), hl.summary())
+	logf("cpu over the half-load measurement: %s", hcpu1.since(hcpu0))
 
 	for i := range c.Nodes {
-		if v, err := c.PeakRSS(i); err == nil {
-			rss[i] = max(rss[i], v)
+		if m, err := c.Memory(i); err == nil {
+			rss[i] = max(rss[i], m.PeakRSS)
 		}
 	}
 	stopWatch()
@@ -297,13 +357,15 @@ func run(ctx context.Context, o options) (err error) {
 	fmt.Printf("half_load offered_tps=%.0f committed_tps=%.0f p50_ms=%.1f p99_ms=%.1f\n", rate, halfRes.tps, ms(halfRes.p50), ms(halfRes.p99))
 	var parts []string
 	for i, v := range rss {
-		parts = append(parts, fmt.Sprintf("node%d=%.1f", i, float64(v)/(1<<20)))
+		parts = append(parts, fmt.Sprintf("node%d=%.1f", i, mib(v)))
 	}
 	fmt.Printf("peak_rss_mib %s\n", strings.Join(parts, " "))
 	return nil
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
 
 func sleep(ctx context.Context, d time.Duration) error {
 	select {
@@ -314,14 +376,43 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
+// searchWindow finds the closed loop's window with the highest committed
+// rate: it tries 1000, 2000, 4000 and 8000 transactions in flight, each
+// measured for 5 s after 2 s to settle, keeps the best (the smaller of two
+// within 5% of each other, for its lower latency), and leaves the loop
+// there.
+func searchWindow(ctx context.Context, t *tracker, win *window) (int, error) {
+	const settle, step = 2 * time.Second, 5 * time.Second
+	best, bestTPS := 0, 0.0
+	var steps []string
+	for _, w := range []int{1000, 2000, 4000, 8000} {
+		win.resize(ctx, w, 500*time.Millisecond)
+		if err := sleep(ctx, settle); err != nil {
+			return 0, err
+		}
+		from := time.Now()
+		if err := sleep(ctx, step); err != nil {
+			return 0, err
+		}
+		tps := t.result(from, time.Now()).tps
+		steps = append(steps, fmt.Sprintf("%d: %.0f/s", w, tps))
+		if tps > bestTPS*1.05 {
+			best, bestTPS = w, tps
+		}
+	}
+	logf("window search (transactions in flight: committed rate): %s; using %d", strings.Join(steps, ", "), best)
+	win.resize(ctx, best, 0)
+	return best, nil
+}
+
 // drain waits until every transaction sent in [from, to) is committed or
-// refused, giving up on the rest after 30 s.
+// refused, and gives up on the rest of them after 30 s.
 func drain(ctx context.Context, t *tracker, from, to time.Time) {
 	deadline := time.Now().Add(30 * time.Second)
 	for t.pendingSentIn(from, to) > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.expire(time.Now())
+	t.expireSentIn(from, to)
 }
 
 // waitIdle waits until every node's mempool is empty.
@@ -349,7 +440,8 @@ func waitIdle(ctx context.Context, c *clustertest.Cluster, timeout time.Duration
 func (t *tracker) summary() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	s := fmt.Sprintf("accepted %d, duplicate %d, busy %d, rejected %d, never committed %d", t.accepted, t.duplicate, t.busy, t.rejected, t.expired)
+	s := fmt.Sprintf("accepted %d, duplicate %d, busy %d, rejected %d, sent in the measurement but not committed within 30 s of its end %d; %d signed but too old to send",
+		t.accepted, t.duplicate, t.busy, t.rejected, t.expired, t.stale)
 	for r, n := range t.reasons {
 		s += fmt.Sprintf(", %v: %d", r, n)
 	}
@@ -486,7 +578,7 @@ type profiler struct {
 	errs []error
 }
 
-func startProfiles(ctx context.Context, c *clustertest.Cluster, dir string, d time.Duration) (*profiler, error) {
+func startProfiles(ctx context.Context, c *clustertest.Cluster, dir, phase string, d time.Duration) (*profiler, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -494,14 +586,14 @@ func startProfiles(ctx context.Context, c *clustertest.Cluster, dir string, d ti
 	secs := int(d.Seconds())
 	for i, n := range c.Nodes {
 		p.wg.Go(func() {
-			if err := fetchProfile(ctx, c.HTTP(), "http://"+n.API+"/debug/pprof/profile?seconds="+strconv.Itoa(secs), filepath.Join(dir, fmt.Sprintf("node%d.pprof", i))); err != nil {
+			if err := fetchProfile(ctx, c.HTTP(), "http://"+n.API+"/debug/pprof/profile?seconds="+strconv.Itoa(secs), filepath.Join(dir, fmt.Sprintf("node%d.%s.pprof", i, phase))); err != nil {
 				p.mu.Lock()
 				p.errs = append(p.errs, fmt.Errorf("%s: %w", n.Name, err))
 				p.mu.Unlock()
 			}
 		})
 	}
-	f, err := os.Create(filepath.Join(dir, "benchcluster.pprof"))
+	f, err := os.Create(filepath.Join(dir, "benchcluster."+phase+".pprof"))
 	if err != nil {
 		return nil, err
 	}
@@ -541,6 +633,16 @@ func fetchProfile(ctx context.Context, hc *http.Client, url, path string) error 
 		return err
 	}
 	return f.Close()
+}
+
+// saveMetrics saves every node's /metrics as DIR/nodeN.<phase>.metrics.
+func saveMetrics(ctx context.Context, c *clustertest.Cluster, dir, phase string) {
+	for i, n := range c.Nodes {
+		path := filepath.Join(dir, fmt.Sprintf("node%d.%s.metrics", i, phase))
+		if err := fetchProfile(ctx, c.HTTP(), "http://"+n.API+"/metrics", path); err != nil {
+			logf("metrics: %v", err)
+		}
+	}
 }
 
 func (p *profiler) wait() error {
