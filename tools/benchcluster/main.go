@@ -16,17 +16,20 @@
 // before the cluster starts and again after it stops; the bound uses their
 // mean.
 //
-// Method. Saturation: a closed loop keeps -window transactions in flight (a
-// new one goes out when one commits or is refused), which finds the
-// cluster's capacity without flooding its ingress queues; after -warmup,
-// committed_tps counts the transactions in blocks seen during -measure, and
-// p50/p99 are submit-to-commit latencies of the transactions sent during
-// -measure. Half load: an open loop at half the measured committed rate for
-// -half, latencies likewise. A transaction counts as committed when the
-// benchmark sees its block on node 0's HTTP API (height polled every 2 ms).
-// Transactions are signed before each phase, so that the load generator's
-// signing does not compete with the nodes while they are measured; receipts
-// are parsed but not verified, for the same reason.
+// Method. Saturation: a closed loop keeps a window of transactions in
+// flight (a new one goes out when one commits or is refused), which finds
+// the cluster's capacity without flooding its ingress queues. Unless
+// -window fixes it, the window is searched: 1000, 2000, 4000 and 8000 are
+// each measured for 5 s and the best is kept. After -warmup, committed_tps
+// counts the transactions in blocks seen during -measure, and p50/p99 are
+// submit-to-commit latencies of the transactions sent during -measure.
+// Half load: an open loop at half the measured committed rate for -half,
+// latencies likewise. A transaction counts as committed when the benchmark
+// sees its block on node 0's HTTP API (height polled every 2 ms).
+// Transactions are signed as the load consumes them, but not during a
+// measurement (what a measurement needs is signed just before it), so that
+// the load generator's signing does not compete with the nodes while they
+// are measured; receipts are parsed but not verified, for the same reason.
 //
 // The nodes share loopback rather than network namespaces by default: the
 // figure is about the node software, and a bridge between namespaces adds
@@ -208,14 +211,17 @@ func run(ctx context.Context, o options) (err error) {
 	if err := sleep(ctx, o.warmup); err != nil {
 		return err
 	}
-	for end := time.Now().Add(o.series); time.Now().Before(end); {
+	for end, prev := time.Now().Add(o.series), phaseTimes(ctx, c, 1); time.Now().Before(end); {
 		from := time.Now()
 		if err := sleep(ctx, 5*time.Second); err != nil {
 			return err
 		}
 		h, _ := c.Height(ctx, 0)
-		m, _ := c.Memory(0)
-		logf("series: %.0f/s committed at height %d; node0 %.0f MiB resident", sat.result(from, time.Now()).tps, h, mib(m.RSS))
+		m, _ := c.Memory(1)
+		cur := phaseTimes(ctx, c, 1)
+		logf("series: %.0f/s committed, height %d; node1: %.0f MiB resident, per block %s",
+			sat.result(from, time.Now()).tps, h, mib(m.RSS), cur.since(prev))
+		prev = cur
 	}
 	// No signing during the measurement: what it needs is signed now, at
 	// twice the rate of the warm-up, and the cluster gets a moment to
@@ -374,6 +380,33 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-time.After(d):
 		return nil
 	}
+}
+
+// phases are a node's cumulative block phase times (seconds) and counts.
+type phases map[string][2]float64
+
+var phaseNames = []string{"build", "validate", "safety", "store"}
+
+func phaseTimes(ctx context.Context, c *clustertest.Cluster, i int) phases {
+	p := phases{}
+	for _, name := range phaseNames {
+		sum, _ := c.Metric(ctx, i, "hallmark_block_phase_seconds_sum", `phase="`+name+`"`)
+		n, _ := c.Metric(ctx, i, "hallmark_block_phase_seconds_count", `phase="`+name+`"`)
+		p[name] = [2]float64{sum, n}
+	}
+	return p
+}
+
+// since renders the mean time per call of each phase since prev.
+func (p phases) since(prev phases) string {
+	var parts []string
+	for _, name := range phaseNames {
+		ds, dn := p[name][0]-prev[name][0], p[name][1]-prev[name][1]
+		if dn > 0 {
+			parts = append(parts, fmt.Sprintf("%s %.0f ms (%.0f)", name, 1000*ds/dn, dn))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // searchWindow finds the closed loop's window with the highest committed
