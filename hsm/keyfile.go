@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"golang.org/x/sys/unix"
+
 	"hallmark/gm"
 	"hallmark/hsm/devkeys"
 	"hallmark/hsm/tpm"
@@ -120,8 +122,11 @@ func describeFile(data []byte) string {
 }
 
 // writeNewFile writes data to path atomically and refuses to replace an
-// existing file: it writes a temporary file, syncs it, and hard-links it
-// into place (link fails if path exists), then syncs the directory.
+// existing file: it writes a temporary file, syncs it, and moves it into
+// place with a rename that fails if path exists (or, on filesystems
+// without that rename, a hard link, which fails likewise), then syncs the
+// directory. The rename works on FAT, where an appliance's data partition
+// may keep its key files and hard links do not exist.
 func writeNewFile(path string, data []byte) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -148,11 +153,15 @@ func writeNewFile(path string, data []byte) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	if err := os.Link(tmp, path); err != nil {
+	err = unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, path, unix.RENAME_NOREPLACE)
+	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP) {
+		err = os.Link(tmp, path)
+	}
+	if err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("%w: %s", ErrKeyExists, path)
 		}
-		return err
+		return fmt.Errorf("moving the new file into place: %w", err)
 	}
 	if d, err := os.Open(dir); err == nil {
 		_ = d.Sync()
