@@ -142,15 +142,11 @@ func writeNewFile(path string, data []byte) error {
 		return err
 	}
 	defer os.Remove(tmp)
+	defer f.Close()
 	if _, err := f.Write(data); err != nil {
-		f.Close()
 		return err
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
 		return err
 	}
 	err = unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, path, unix.RENAME_NOREPLACE)
@@ -162,6 +158,16 @@ func writeNewFile(path string, data []byte) error {
 			return fmt.Errorf("%w: %s", ErrKeyExists, path)
 		}
 		return fmt.Errorf("moving the new file into place: %w", err)
+	}
+	// Sync the file again after the rename: FAT keeps a file's size and
+	// first cluster in its directory entry, and a rename writes the new
+	// entry empty until the file's inode is written back. Without this, a
+	// power cut after the rename leaves an empty key file.
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
 	}
 	if d, err := os.Open(dir); err == nil {
 		_ = d.Sync()
