@@ -255,7 +255,11 @@ func (v *vm) kill() {
 	select {
 	case <-v.exited:
 	default:
-		_ = v.cmd.Process.Kill()
+		// Never signal pid <= 1: kill(2) reads those as a group or as
+		// every process.
+		if v.cmd.Process.Pid > 1 {
+			_ = v.cmd.Process.Kill()
+		}
 		<-v.exited
 	}
 	v.tpm.Stop()
