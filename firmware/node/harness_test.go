@@ -78,6 +78,7 @@ type clusterOptions struct {
 	signers []gm.Signer // default: software keys
 	n       int
 	extra   string // extra top-level JSON config fields, e.g. `"tpm": "..."`
+	params  *ledger.Params
 	nodeKey func(i int) string
 }
 
@@ -91,7 +92,7 @@ func newCluster(t *testing.T, o clusterOptions) *cluster {
 	for i := range addrs {
 		addrs[i] = fmt.Sprintf("127.0.0.1:%d", freeUDPPort(t))
 	}
-	c := &cluster{t: t, chain: testchain.New(t, testchain.Options{Validators: o.signers, Addrs: addrs, Time: time.Now().Add(-time.Second).UnixMilli()})}
+	c := &cluster{t: t, chain: testchain.New(t, testchain.Options{Validators: o.signers, Addrs: addrs, Params: o.params, Time: time.Now().Add(-time.Second).UnixMilli()})}
 	dir := t.TempDir()
 	gpath := filepath.Join(dir, "genesis.cbor")
 	if err := genesis.Write(gpath, c.chain.Doc); err != nil {

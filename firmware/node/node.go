@@ -453,6 +453,13 @@ func (n *Node) refreshPeers() {
 	n.xdpPeers = addrs
 }
 
+// currentEpoch returns the configuration of the epoch storage has reached.
+func (n *Node) currentEpoch() consensus.EpochConfig {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.epoch
+}
+
 // enterEpoch records an epoch change and updates the peers.
 func (n *Node) enterEpoch(next consensus.EpochConfig) {
 	n.mu.Lock()

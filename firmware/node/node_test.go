@@ -10,6 +10,7 @@ import (
 	"hallmark/client"
 	"hallmark/gm"
 	"hallmark/ledger"
+	"hallmark/ledger/txs"
 	"hallmark/netstack/kiosk"
 )
 
@@ -152,4 +153,53 @@ func TestFourNodes(t *testing.T) {
 	if h := c.checkAgreement(); h < target {
 		t.Fatalf("agreed up to %d, want %d", h, target)
 	}
+}
+
+// A parameter change by governance ends the epoch at the next multiple of
+// the epoch length; the node runs on in the new epoch with the new
+// parameters, and after a restart it resumes in that epoch from its store.
+func TestEpochChangeAndRestart(t *testing.T) {
+	params := ledger.DefaultParams()
+	params.BaseTimeoutMs, params.MaxTimeoutMs, params.EpochLength = 500, 4000, 4
+	c := newCluster(t, clusterOptions{n: 1, params: &params})
+	c.startAll()
+	tn := c.nodes[0]
+	c.waitHeight(1, 20*time.Second)
+	changed := params
+	changed.MaxBlockTxs = 1234
+	data, err := txs.Encode(&txs.ParamsChange{Params: changed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gov, err := c.chain.Tx(c.chain.Admin, ledger.TxParamsChange, data, nil, time.Now().UnixMilli())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := mustJSON(t, gov)
+	if code := tn.api("POST", "/v1/admin/transactions", body, signed(t, c, c.chain.Admin, "POST", "/v1/admin/transactions", body, time.Now()), nil); code != 202 {
+		t.Fatalf("gov.params: %d", code)
+	}
+	st := c.waitCommitted(tn, gov.ID(), 20*time.Second)
+	if st.Result == nil || st.Result.Code != 0 {
+		t.Fatalf("gov.params result %+v", st.Result)
+	}
+	c.waitFor("epoch 2", 20*time.Second, func() bool { return tn.n.driver.Status().Epoch == 2 })
+	if got := tn.n.currentEpoch().Params.MaxBlockTxs; got != 1234 {
+		t.Fatalf("epoch 2 runs with MaxBlockTxs %d", got)
+	}
+	h := tn.height()
+	tn.stop()
+	tn.start(true)
+	if ep := tn.n.currentEpoch(); ep.Epoch() != 2 {
+		t.Fatalf("restarted in epoch %d", ep.Epoch())
+	}
+	c.waitHeight(h+3, 20*time.Second)
+	if e := tn.n.driver.Status().Epoch; e != 2 {
+		t.Fatalf("consensus runs in epoch %d after the restart", e)
+	}
+	tx := c.chain.Record(t, c.chain.Kiosk, "customs.declaration")
+	if code := submitJSON(t, tn, tx); code != http.StatusAccepted {
+		t.Fatalf("submit after restart: %d", code)
+	}
+	c.waitCommitted(tn, tx.ID(), 20*time.Second)
 }
