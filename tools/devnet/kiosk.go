@@ -5,8 +5,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -210,4 +214,29 @@ func (n *Net) howToQuery(id ledger.TxID) {
 	fmt.Fprintf(n.opts.Out, "  curl -s %s/v1/records/%s\n", api, id)
 	fmt.Fprintf(n.opts.Out, "  curl -s %s/v1/transactions/%s\n", api, id)
 	fmt.Fprintf(n.opts.Out, "  bin/hallmarkctl query record %s --api %s\n\n", id, api)
+}
+
+// metricValue reads one sample of a metric from a Prometheus text page.
+func metricValue(url, series string) (float64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, series+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(rest), 64)
+		}
+	}
+	return 0, fmt.Errorf("no %s in %s", series, url)
 }
