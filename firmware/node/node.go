@@ -501,7 +501,7 @@ func (n *Node) renewDelegation(ctx context.Context) error {
 
 func (n *Node) openAPI() error {
 	h, err := api.New(api.Config{
-		ChainID: n.chainID, Store: n.store, Pool: n.pool, Node: n.self, Status: n.Status,
+		ChainID: n.chainID, Store: n.store, Pool: n.pool, Node: n.self, Status: n.Status, Fetcher: n.transport,
 		Metrics: n.metrics, MaxBodyBytes: n.cfg.API.MaxBodyBytes, AuthWindow: n.cfg.API.AuthWindow.D(),
 		Now: n.now, Logger: n.log.With("part", "api"), Reject: n.countRejection, Pprof: n.cfg.API.Pprof,
 	})

@@ -3,7 +3,9 @@ package node
 import (
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"net/http"
+	"strconv"
 	"testing"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 	"hallmark/ledger"
 	"hallmark/ledger/txs"
 	"hallmark/netstack/kiosk"
+	"hallmark/storage"
 )
 
 // kioskClient dials node tn's kiosk port and checks receipts against the
@@ -109,7 +112,14 @@ func mustJSON(t *testing.T, v any) []byte {
 // A node that stops misses blocks, restarts from its store, catches up
 // and agrees.
 func TestFourNodes(t *testing.T) {
-	c := newCluster(t, clusterOptions{n: 4})
+	// Node 2 keeps only the last two bodies: older ones it rebuilds from
+	// its peers' shards, over QUIC, when asked.
+	c := newCluster(t, clusterOptions{n: 4, window: func(i int) int {
+		if i == 2 {
+			return 2
+		}
+		return 1000
+	}})
 	c.startAll()
 	c.waitHeight(3, 30*time.Second)
 
@@ -134,6 +144,29 @@ func TestFourNodes(t *testing.T) {
 		}
 	}
 	c.checkAgreement()
+
+	// A block whose body node 2 pruned comes back whole, rebuilt from shards.
+	first, err := c.nodes[0].n.Store().TxLocation(ids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.waitHeight(first.Height+4, 30*time.Second)
+	var want, got struct {
+		Txs []ledger.Transaction `json:"transactionList"`
+	}
+	if _, err := c.nodes[2].n.Store().Body(t.Context(), first.Height, nil); !errors.Is(err, storage.ErrUnavailable) {
+		t.Fatalf("node 2 still holds the body locally (%v): the test would prove nothing", err)
+	}
+	path := "/v1/blocks/" + strconv.FormatUint(first.Height, 10)
+	if code := c.nodes[0].api("GET", path, nil, nil, &want); code != 200 {
+		t.Fatalf("node 0 block: %d", code)
+	}
+	if code := c.nodes[2].api("GET", path, nil, nil, &got); code != 200 || len(got.Txs) == 0 || got.Txs[first.Index].ID() != ids[0] {
+		t.Fatalf("node 2 rebuilt block: %d, %d transactions", code, len(got.Txs))
+	}
+	if len(got.Txs) != len(want.Txs) {
+		t.Fatalf("rebuilt block has %d transactions, want %d", len(got.Txs), len(want.Txs))
+	}
 
 	// Restart: node 3 stops; the others go on; it comes back and catches up.
 	victim := c.nodes[3]
