@@ -116,8 +116,9 @@ type Mempool struct {
 // Blocks tunes block building.
 type Blocks struct {
 	// IdleWait is how long a leader with no pending transactions waits
-	// before proposing an empty block. Default "300ms"; it must stay well
-	// under the chain's base round timeout.
+	// before proposing an empty block. Default "500ms"; the node caps it at
+	// half the chain's base round timeout, so that a proposal always
+	// arrives in time.
 	IdleWait Duration `json:"idleWait"`
 }
 
@@ -400,7 +401,7 @@ const (
 	DefaultMempoolTxs          = 50_000
 	DefaultMempoolBytes        = 64 << 20
 	DefaultVerifiedCache       = 200_000
-	DefaultIdleWait            = 300 * time.Millisecond
+	DefaultIdleWait            = 500 * time.Millisecond
 	DefaultMaxBodyBytes        = 2 << 20
 	DefaultAuthWindow          = 60 * time.Second
 	DefaultLogLevel            = "info"

@@ -44,7 +44,8 @@ func (a consensusApp) BuildProposal(ctx context.Context, req consensus.BuildProp
 		return nil, nil, fmt.Errorf("node: proposal parent %s unknown", req.Parent.ID)
 	}
 	if !req.Empty && n.pool.Len() == 0 && len(n.tree.ChainTxs(parent)) == 0 {
-		deadline := time.NewTimer(n.cfg.Blocks.IdleWait.D())
+		idle := min(n.cfg.Blocks.IdleWait.D(), time.Duration(n.currentEpoch().Params.BaseTimeoutMs)*time.Millisecond/2)
+		deadline := time.NewTimer(idle)
 		tick := time.NewTicker(2 * time.Millisecond)
 	wait:
 		for {
