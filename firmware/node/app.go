@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"hallmark/consensus"
@@ -30,7 +31,11 @@ type consensusApp struct{ n *Node }
 func (a consensusApp) ValidateBlock(_ context.Context, req consensus.ValidateBlock) (*consensus.EpochConfig, error) {
 	start := time.Now()
 	_, next, err := a.n.tree.Validate(req.Block, req.Parent.ID, req.MustBeEmpty, req.Committed)
-	a.n.metrics.ExecDuration.WithLabelValues("validate").Observe(time.Since(start).Seconds())
+	d := time.Since(start)
+	a.n.metrics.ExecDuration.WithLabelValues("validate").Observe(d.Seconds())
+	if err == nil {
+		a.n.cost.observe(d, len(req.Block.Txs))
+	}
 	return next, err
 }
 
@@ -68,12 +73,17 @@ func (a consensusApp) BuildProposal(ctx context.Context, req consensus.BuildProp
 	start := time.Now()
 	b, next, rejected, err := n.tree.Build(req, n.chainID, func(p ledger.Params, skip func(ledger.TxID) bool) []*ledger.Transaction {
 		var payloads int
-		return n.pool.Pick(int(p.MaxBlockTxs), int64(p.MaxBlockBytes)-64, skip, func(tx *ledger.Transaction) bool {
+		budget := time.Duration(p.BaseTimeoutMs) * time.Millisecond / 5
+		return n.pool.Pick(min(int(p.MaxBlockTxs), n.cost.maxTxs(budget)), int64(p.MaxBlockBytes)-64, skip, func(tx *ledger.Transaction) bool {
 			payloads += len(tx.Payload)
 			return payloads <= maxProposalPayloads
 		})
 	})
-	n.metrics.ExecDuration.WithLabelValues("build").Observe(time.Since(start).Seconds())
+	d := time.Since(start)
+	n.metrics.ExecDuration.WithLabelValues("build").Observe(d.Seconds())
+	if err == nil {
+		n.cost.observe(d, len(b.Block.Txs))
+	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -197,6 +207,43 @@ func (n *Node) recheckPool(touched map[ledger.Address]bool, all bool) {
 	if dropped > 0 {
 		n.log.Debug("pending transactions dropped after a commit", "count", dropped)
 	}
+}
+
+// costEstimate follows what executing a transaction costs this node
+// (validating or building a block, per transaction), so that a leader
+// proposes no more than the others can validate within a fraction of the
+// round timeout: blocks grow with the load up to what the machine does in
+// time, instead of timing out and stalling the chain.
+type costEstimate struct {
+	mu    sync.Mutex
+	perTx time.Duration // moving average; 0 until measured
+}
+
+// minBlockCap is the fewest transactions a block may be capped at.
+const minBlockCap = 200
+
+func (c *costEstimate) observe(d time.Duration, txs int) {
+	if txs < 20 {
+		return // fixed costs dominate small blocks
+	}
+	v := d / time.Duration(txs)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.perTx == 0 {
+		c.perTx = v
+	} else {
+		c.perTx = (4*c.perTx + v) / 5
+	}
+}
+
+// maxTxs returns how many transactions fit the time budget.
+func (c *costEstimate) maxTxs(budget time.Duration) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.perTx <= 0 {
+		return 1 << 30
+	}
+	return max(minBlockCap, int(budget/c.perTx))
 }
 
 // countRejection counts a mempool refusal by reason.

@@ -96,6 +96,7 @@ type Node struct {
 	receiptKey *gm.PrivateKey
 	delegation atomic.Pointer[kiosk.Delegation]
 
+	cost       costEstimate
 	commitQ    chan *commitJob
 	commitMu   sync.Mutex
 	commitFail error
