@@ -103,7 +103,7 @@ type XDP struct {
 // Mempool bounds the pool of pending transactions.
 type Mempool struct {
 	// MaxTxs and MaxBytes bound the pool; beyond them submissions get a
-	// busy answer. Defaults 50000 and 64 MiB.
+	// busy answer. Defaults 20000 and 64 MiB.
 	MaxTxs   int   `json:"maxTxs"`
 	MaxBytes int64 `json:"maxBytes"`
 	// VerifiedCache is how many verified transactions are remembered so
@@ -398,7 +398,7 @@ const (
 	DefaultBurst               = 4000
 	DefaultMaxAge              = 60 * time.Second
 	DefaultMaxFuture           = 5 * time.Second
-	DefaultMempoolTxs          = 50_000
+	DefaultMempoolTxs          = 20_000
 	DefaultMempoolBytes        = 64 << 20
 	DefaultVerifiedCache       = 200_000
 	DefaultIdleWait            = 500 * time.Millisecond
