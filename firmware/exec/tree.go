@@ -528,7 +528,8 @@ func (t *Tree) Build(req consensus.BuildProposal, chainID string, pick func(para
 			}
 			kept = append(kept, tx)
 		}
-		for attempt := 0; ; attempt++ {
+		// Each round drops at least one transaction, so this ends.
+		for {
 			block.Txs = block.Txs[:0]
 			for _, tx := range kept {
 				block.Txs = append(block.Txs, *tx)
@@ -548,7 +549,7 @@ func (t *Tree) Build(req consensus.BuildProposal, chainID string, pick func(para
 			}
 			again := kept[:0:0]
 			for i, r := range o.Results {
-				if leavesNoTrace(r.Code) && attempt < 3 {
+				if leavesNoTrace(r.Code) {
 					rejected = append(rejected, Rejected{Tx: kept[i], Err: reason.New(r.Code, r.Detail)})
 					continue
 				}
