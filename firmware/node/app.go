@@ -17,6 +17,10 @@ import (
 	"hallmark/storage"
 )
 
+// syncRebuildTimeout bounds rebuilding a pruned body to serve a peer's
+// sync request.
+const syncRebuildTimeout = 3 * time.Second
+
 // maxProposalPayloads bounds the payload bytes one proposal carries, so
 // that a proposal fits a peer message.
 const maxProposalPayloads = 32 << 20
@@ -326,7 +330,11 @@ func (a consensusApp) CommittedHeight() (uint64, error) {
 // payloads this node still has, and the proof stored beside it.
 func (a consensusApp) CommittedBlock(h uint64) (*ledger.Block, *consensus.CommitProof, error) {
 	n := a.n
-	b, err := n.store.Block(context.Background(), h, n.transport)
+	// This runs on the consensus application goroutine: a body that must
+	// be rebuilt from peers gets a short deadline, not the request default.
+	ctx, cancel := context.WithTimeout(context.Background(), syncRebuildTimeout)
+	defer cancel()
+	b, err := n.store.Block(ctx, h, n.transport)
 	if err != nil {
 		return nil, nil, err
 	}
