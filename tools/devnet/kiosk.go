@@ -196,9 +196,9 @@ func dialKiosk(ctx context.Context, ns NodeState, chainID string) (*client.Clien
 func (n *Net) banner() {
 	out := n.opts.Out
 	fmt.Fprintf(out, "\nHallmark devnet: chain %s, %d validators on loopback, each key in its own swtpm\n\n", n.State.ChainID, len(n.State.Nodes))
-	fmt.Fprintf(out, "  %-6s %-22s %-22s %-22s %s\n", "node", "HTTP API", "metrics", "kiosk (UDP)", "peer (QUIC)")
+	fmt.Fprintf(out, "  %-6s %-23s %-31s %-16s %s\n", "node", "HTTP API", "metrics", "kiosk (UDP)", "peer (QUIC)")
 	for _, ns := range n.State.Nodes {
-		fmt.Fprintf(out, "  %-6s %-22s %-22s %-22s %s\n", ns.Name, "http://"+ns.API, "http://"+ns.Metrics+"/metrics", ns.Kiosk, ns.Peer)
+		fmt.Fprintf(out, "  %-6s %-23s %-31s %-16s %s\n", ns.Name, "http://"+ns.API, "http://"+ns.Metrics+"/metrics", ns.Kiosk, ns.Peer)
 	}
 	fmt.Fprintf(out, "\n  logs: %s/nodeN/hallmarkd.log    account keys: %s/keys/*.pem\n", n.opts.Dir, n.opts.Dir)
 	fmt.Fprintf(out, "  cluster health: bin/hallmarkctl status --devnet %s\n", n.opts.Dir)
