@@ -52,27 +52,10 @@ func (a consensusApp) BuildProposal(ctx context.Context, req consensus.BuildProp
 	if parent == nil {
 		return nil, nil, fmt.Errorf("node: proposal parent %s unknown", req.Parent.ID)
 	}
-	if !req.Empty && n.pool.Len() == 0 && len(n.tree.ChainTxs(parent)) == 0 {
-		idle := min(n.cfg.Blocks.IdleWait.D(), time.Duration(n.currentEpoch().Params.BaseTimeoutMs)*time.Millisecond/2)
-		deadline := time.NewTimer(idle)
-		tick := time.NewTicker(2 * time.Millisecond)
-	wait:
-		for {
-			select {
-			case <-ctx.Done():
-				deadline.Stop()
-				tick.Stop()
-				return nil, nil, ctx.Err()
-			case <-deadline.C:
-				break wait
-			case <-tick.C:
-				if n.pool.Len() > 0 {
-					break wait
-				}
-			}
+	if !req.Empty {
+		if err := n.paceProposal(ctx, req, parent); err != nil {
+			return nil, nil, err
 		}
-		deadline.Stop()
-		tick.Stop()
 	}
 	start := time.Now()
 	b, next, rejected, err := n.tree.Build(req, n.chainID, func(p ledger.Params, skip func(ledger.TxID) bool) []*ledger.Transaction {
@@ -102,6 +85,56 @@ func (a consensusApp) BuildProposal(ctx context.Context, req consensus.BuildProp
 	}
 	n.pool.Remove(drop)
 	return b.Block, next, nil
+}
+
+// paceProposal waits before a proposal, by two time limits: a leader with
+// nothing to propose (no pending transactions, none uncommitted below)
+// waits up to the idle wait for transactions; any other waits until
+// blocks.minInterval after its parent's timestamp unless a full block is
+// pending. The first keeps an idle chain to a couple of empty blocks a
+// second, the second bounds the block rate under a trickle of transactions
+// (each of which otherwise brings the two blocks that commit it at network
+// speed).
+func (n *Node) paceProposal(ctx context.Context, req consensus.BuildProposal, parent *exec.Block) error {
+	params := n.currentEpoch().Params
+	var wait time.Duration
+	if n.pool.Len() == 0 && len(n.tree.ChainTxs(parent)) == 0 {
+		wait = min(n.cfg.Blocks.IdleWait.D(), time.Duration(params.BaseTimeoutMs)*time.Millisecond/2)
+	} else {
+		wait = time.Until(time.UnixMilli(req.Parent.Timestamp).Add(n.cfg.Blocks.MinInterval.D()))
+	}
+	if wait <= 0 {
+		return nil
+	}
+	full := min(int(params.MaxBlockTxs), n.cost.maxTxs(time.Duration(params.BaseTimeoutMs)*time.Millisecond/5))
+	idle := n.pool.Len() == 0
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline.C:
+			return nil
+		case <-tick.C:
+			// An idle leader proposes as soon as a transaction comes (then
+			// paced by the minimum interval); a busy one when a block fills.
+			if l := n.pool.Len(); (idle && l > 0) || l >= full {
+				if idle {
+					idle = false
+					rest := time.Until(time.UnixMilli(req.Parent.Timestamp).Add(n.cfg.Blocks.MinInterval.D()))
+					if rest <= 0 || l >= full {
+						return nil
+					}
+					deadline.Reset(rest)
+					continue
+				}
+				return nil
+			}
+		}
+	}
 }
 
 // Commit implements driver.App. The blocks are final: the execution tree
