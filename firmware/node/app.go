@@ -90,8 +90,9 @@ func (a consensusApp) BuildProposal(ctx context.Context, req consensus.BuildProp
 // paceProposal waits before a proposal, by two time limits: a leader with
 // nothing to propose (no pending transactions, none uncommitted below)
 // waits up to the idle wait for transactions; any other waits until
-// blocks.minInterval after its parent's timestamp unless a full block is
-// pending. The first keeps an idle chain to a couple of empty blocks a
+// blocks.minInterval after it executed the parent (its header's timestamp
+// is the round's start, which lags when rounds wait) unless a full block
+// is pending. The first keeps an idle chain to a couple of empty blocks a
 // second, the second bounds the block rate under a trickle of transactions
 // (each of which otherwise brings the two blocks that commit it at network
 // speed).
@@ -101,7 +102,7 @@ func (n *Node) paceProposal(ctx context.Context, req consensus.BuildProposal, pa
 	if n.pool.Len() == 0 && len(n.tree.ChainTxs(parent)) == 0 {
 		wait = min(n.cfg.Blocks.IdleWait.D(), time.Duration(params.BaseTimeoutMs)*time.Millisecond/2)
 	} else {
-		wait = time.Until(time.UnixMilli(req.Parent.Timestamp).Add(n.cfg.Blocks.MinInterval.D()))
+		wait = time.Until(parent.Seen.Add(n.cfg.Blocks.MinInterval.D()))
 	}
 	if wait <= 0 {
 		return nil
@@ -124,7 +125,7 @@ func (n *Node) paceProposal(ctx context.Context, req consensus.BuildProposal, pa
 			if l := n.pool.Len(); (idle && l > 0) || l >= full {
 				if idle {
 					idle = false
-					rest := time.Until(time.UnixMilli(req.Parent.Timestamp).Add(n.cfg.Blocks.MinInterval.D()))
+					rest := time.Until(parent.Seen.Add(n.cfg.Blocks.MinInterval.D()))
 					if rest <= 0 || l >= full {
 						return nil
 					}
