@@ -104,3 +104,22 @@ sim-sweep: ## consensus simulator: SIM_SEEDS seeds each for n = 4 and n = 7 (no 
 
 sim: ## consensus simulator soak: SOAK_SEEDS seeds per size in SOAK_SIZES from SOAK_FIRST; prints seeds/second
 	$(GO) test -count=1 -timeout 0 ./consensus/sim -run '^TestSweep$$' -seeds=$(SOAK_SEEDS) -first=$(SOAK_FIRST) -sizes=$(SOAK_SIZES) -v
+
+# --- runtime ---
+# `make run` options: RATE (demo kiosk records per second), FRESH=1 (start a
+# new chain instead of resuming the one in ./run), NODES.
+RATE  ?= 20
+NODES ?= 4
+.PHONY: build run test-runtime
+
+build: ## build bin/hallmarkd and bin/hallmarkctl
+	$(GO) build -o bin/hallmarkd ./cmd/hallmarkd
+	$(GO) build -o bin/hallmarkctl ./cmd/hallmarkctl
+
+run: ## local consortium: 4 nodes on loopback, each key in its own swtpm, and a demo kiosk (RATE=20, FRESH=1)
+	bash scripts/deps.sh
+	$(MAKE) --no-print-directory build
+	exec bin/hallmarkctl devnet --dir run --hallmarkd bin/hallmarkd --nodes $(NODES) --rate $(RATE) $(if $(FRESH),--fresh,)
+
+test-runtime: ## node runtime tests with -race: in-process 1- and 4-node clusters, API, swtpm, devnet
+	$(GO) test -race -count=1 ./firmware/... ./tools/devnet/ ./client/ ./cmd/hallmarkctl/

@@ -82,7 +82,9 @@ func NewTransaction(ctx context.Context, signer gm.Signer, p TxParams) (*ledger.
 type Config struct {
 	// NodeAddr is the node's kiosk port, host:port.
 	NodeAddr string
-	// NodeKey is the public key the node signs receipts with.
+	// NodeKey is the public key the node signs receipts with: the receipt
+	// key its identity delegated (see [ReceiptKey]), or the identity key
+	// itself for a node that signs receipts with it.
 	NodeKey *gm.PublicKey
 	// Attempts is how many times a datagram is sent (default 6).
 	Attempts int
@@ -90,6 +92,23 @@ type Config struct {
 	// (default 250 ms); each further wait doubles, up to MaxBackoff
 	// (default 4 s), with ±20% jitter.
 	InitialBackoff, MaxBackoff time.Duration
+}
+
+// ReceiptKey checks a node's receipt-key delegation (the bytes its status
+// API publishes) against the node's identity key, which the kiosk knows
+// from enrolment, and returns the key that signs the node's receipts. Use
+// it as [Config.NodeKey]. A delegation of another node or chain, outside
+// its validity at now, or with a bad signature is refused.
+func ReceiptKey(delegation []byte, node *gm.PublicKey, chainID string, now time.Time) (*gm.PublicKey, error) {
+	d, err := kiosk.ParseDelegation(delegation)
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	key, err := d.Verify(node, chainID, now)
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	return key, nil
 }
 
 // Client submits transactions to one node. It is safe for concurrent use:

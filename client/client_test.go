@@ -130,3 +130,33 @@ func TestSubmitHonoursContext(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// A node that signs receipts with a delegated software key: the kiosk
+// derives that key from the delegation and the node identity it knows,
+// and accepts its receipts.
+func TestSubmitWithDelegatedReceiptKey(t *testing.T) {
+	identity := ledgertest.Key(t)
+	receiptKey := ledgertest.Key(t)
+	now := time.Now()
+	d, err := kiosk.SignDelegation(context.Background(), identity, "c", receiptKey.PublicKey(), now.Add(-time.Minute), now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, _ := d.Encode()
+	if _, err := ReceiptKey(enc, receiptKey.PublicKey(), "c", now); err == nil {
+		t.Fatal("a delegation checked against the wrong identity was accepted")
+	}
+	key, err := ReceiptKey(enc, identity.PublicKey(), "c", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := fakeNode(t, receiptKey, kiosk.StatusAccepted, kiosk.ReasonNone)
+	c, err := Dial(Config{NodeAddr: addr, NodeKey: key, Attempts: 3, InitialBackoff: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if r, err := c.Submit(context.Background(), newTx(t)); err != nil || r.Status != kiosk.StatusAccepted {
+		t.Fatalf("receipt %+v, %v", r, err)
+	}
+}

@@ -110,7 +110,9 @@ func (c *Core) maybeValidate(n *node) {
 	}
 	n.state = validating
 	c.metrics.Validations++
-	c.emit(ValidateBlock{Block: n.block, Parent: n.parent.ref(), MustBeEmpty: n.suffix > 0})
+	// Only synced blocks lack a justification: they came under a verified
+	// commit proof.
+	c.emit(ValidateBlock{Block: n.block, Parent: n.parent.ref(), MustBeEmpty: n.suffix > 0, Committed: n.justify == nil})
 }
 
 func (c *Core) onValidated(e BlockValidated) {

@@ -288,6 +288,24 @@ func TestLaggingNodeSyncs(t *testing.T) {
 	if c.nodes[3].core.Metrics().SyncRequests == 0 {
 		t.Fatal("node 3 caught up without sync requests")
 	}
+	// Blocks that came by sync are marked committed for the application;
+	// blocks that came as proposals are not.
+	synced := 0
+	for _, e := range c.nodes[3].log {
+		if v, ok := e.(consensus.ValidateBlock); ok && v.Committed {
+			synced++
+		}
+	}
+	if synced == 0 {
+		t.Error("no synced block was validated as committed")
+	}
+	for i, m := range c.nodes[:3] {
+		for _, e := range m.log {
+			if v, ok := e.(consensus.ValidateBlock); ok && v.Committed {
+				t.Fatalf("node %d, never behind, validated block %d as committed", i, v.Block.Header.Height)
+			}
+		}
+	}
 }
 
 // A reconfiguration committed in epoch 1 starts epoch 2 on every node at

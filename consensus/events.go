@@ -102,11 +102,16 @@ type Sign struct {
 // report back with [BlockValidated]. The core asks for a block only after
 // its parent validated, so the application always has the parent's state.
 // MustBeEmpty is set for blocks after an epoch-ending block, which must
-// carry no transactions and leave the state as it is.
+// carry no transactions and leave the state as it is. Committed is set for
+// blocks that arrived by sync under a verified commit proof: they are final
+// whatever the application thinks of their payloads, which peers serve as
+// stored (a masked payload is gone), so the application checks their
+// execution and roots but not the presence of payloads.
 type ValidateBlock struct {
 	Block       *ledger.Block
 	Parent      BlockRef
 	MustBeEmpty bool
+	Committed   bool
 }
 
 // BuildProposal asks the application for the block this node proposes in

@@ -130,6 +130,9 @@ func (s *Store) CommitBlock(ctx context.Context, b *Batch) error {
 		if err := s.appendAudit(tx, p.auditRecs); err != nil {
 			return err
 		}
+		if err := dropKeptUpTo(tx, p.height); err != nil {
+			return err
+		}
 		_, err := s.pruneBodies(tx, p.height, maxPrunePerCommit)
 		return err
 	})

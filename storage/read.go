@@ -276,9 +276,10 @@ func (s *Store) Tx(ctx context.Context, id ledger.TxID, f ShardFetcher) (*TxIncl
 	return &TxInclusion{TxLocation: loc, Header: h, Tx: b.Txs[loc.Index], Proof: proof}, nil
 }
 
-// SaveSafety replaces the consensus safety data. It returns once the bytes
-// are fsync'd, so consensus may let a vote leave afterwards.
-func (s *Store) SaveSafety(ctx context.Context, data []byte) error {
+// SaveSafety replaces the consensus safety data and, in the same fsync'd
+// transaction, keeps the blocks given (see [KeptBlock]). It returns once
+// the bytes are on disk, so consensus may let a vote leave afterwards.
+func (s *Store) SaveSafety(ctx context.Context, data []byte, keep ...KeptBlock) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -288,8 +289,16 @@ func (s *Store) SaveSafety(ctx context.Context, data []byte) error {
 	if len(data) > MaxCertBytes {
 		return fmt.Errorf("%w: safety data of %d bytes", ErrInvalid, len(data))
 	}
+	for _, k := range keep {
+		if len(k.Data) == 0 || len(k.Data) > MaxKeptBytes {
+			return fmt.Errorf("%w: kept block %s of %d bytes", ErrInvalid, short(k.ID), len(k.Data))
+		}
+	}
 	if err := s.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketSafety).Put(safetyKey, bytes.Clone(data))
+		if err := tx.Bucket(bucketSafety).Put(safetyKey, bytes.Clone(data)); err != nil {
+			return err
+		}
+		return putKept(tx, keep)
 	}); err != nil {
 		return fmt.Errorf("storage: save safety data: %w", err)
 	}

@@ -27,10 +27,11 @@ func main() {
 func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "hallmarkctl",
-		Short:         "Operate Hallmark appliances: keys, images, flashing and updates",
+		Short:         "Operate Hallmark appliances: keys, images, flashing, updates, submissions, queries and status",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newKeyCmd(), newImageCmd(), newFlashCmd(), newUpdateCmd())
+	root.AddCommand(newKeyCmd(), newImageCmd(), newFlashCmd(), newUpdateCmd(),
+		newDevnetCmd(), newStatusCmd(), newSubmitCmd(), newQueryCmd())
 	return root
 }

@@ -1,0 +1,107 @@
+package node
+
+import (
+	"context"
+	"encoding/binary"
+	"time"
+
+	"hallmark/firmware/mempool"
+	"hallmark/ledger"
+)
+
+// gossiper spreads transactions this node accepted from kiosks and the
+// API to every peer, in batches, so that whichever node leads a round can
+// propose them; and admits the batches peers send.
+type gossiper struct {
+	n      *Node
+	out    chan []byte // encoded transactions to send
+	in     chan []byte // batches received
+	every  time.Duration
+	maxBuf int
+}
+
+func newGossiper(n *Node) *gossiper {
+	return &gossiper{n: n, out: make(chan []byte, 16384), in: make(chan []byte, 256), every: 5 * time.Millisecond, maxBuf: 1 << 20}
+}
+
+// accepted queues a transaction for the next batch.
+func (g *gossiper) accepted(enc []byte) {
+	select {
+	case g.out <- enc:
+	default:
+		g.n.metrics.GossipDropped.Inc()
+	}
+}
+
+// received queues a peer's batch for admission.
+func (g *gossiper) received(batch []byte) {
+	select {
+	case g.in <- batch:
+	default:
+		g.n.metrics.GossipDropped.Inc()
+	}
+}
+
+// runSend batches and broadcasts until ctx ends. A batch is
+// tagTxs ‖ (uvarint length ‖ transaction)*.
+func (g *gossiper) runSend(ctx context.Context) {
+	t := time.NewTicker(g.every)
+	defer t.Stop()
+	buf := []byte{tagTxs}
+	flush := func() {
+		if len(buf) > 1 {
+			g.n.transport.broadcast(buf)
+			buf = []byte{tagTxs}
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case enc := <-g.out:
+			buf = binary.AppendUvarint(buf, uint64(len(enc)))
+			buf = append(buf, enc...)
+			if len(buf) >= g.maxBuf {
+				flush()
+			}
+		case <-t.C:
+			flush()
+		}
+	}
+}
+
+// runReceive admits peers' batches until ctx ends.
+func (g *gossiper) runReceive(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case batch := <-g.in:
+			txs := decodeBatch(batch)
+			if len(txs) == 0 {
+				continue
+			}
+			for _, err := range g.n.pool.AddBatch(txs, mempool.FromPeer) {
+				g.n.countRejection(err)
+			}
+		}
+	}
+}
+
+// decodeBatch decodes a gossiped batch, dropping what does not decode.
+func decodeBatch(b []byte) []*ledger.Transaction {
+	var out []*ledger.Transaction
+	for len(b) > 0 {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || n > uint64(len(b)-k) || n > ledger.MaxTxBytes+ledger.MaxPayloadBytes+64 {
+			return out
+		}
+		tx, err := ledger.DecodeTx(b[k : k+int(n)])
+		b = b[k+int(n):]
+		if err != nil {
+			continue
+		}
+		out = append(out, tx)
+	}
+	return out
+}

@@ -1,0 +1,161 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+
+	"hallmark/ledger"
+)
+
+// MaxKeptBytes bounds one kept block's encoding (a proposal carries a whole
+// block with its payloads).
+const MaxKeptBytes = 256 << 20
+
+// bucketKept holds uncommitted blocks consensus voted for or proposed:
+// height (8) ‖ block id (32) → the caller's encoding. It is created on
+// first use, so stores made before it existed open unchanged.
+var bucketKept = []byte("kept")
+
+// KeptBlock is an uncommitted block this node voted for or proposed,
+// kept beside the safety data until it commits or is abandoned, so that a
+// restarted node (or a whole cluster restarted at once) still has every
+// block a quorum certified. Data is opaque to the store: the runtime's
+// encoding of the block with its justification.
+type KeptBlock struct {
+	Height uint64
+	ID     ledger.BlockID
+	Data   []byte
+}
+
+func keptKey(height uint64, id ledger.BlockID) []byte {
+	k := make([]byte, 8+len(id))
+	binary.BigEndian.PutUint64(k, height)
+	copy(k[8:], id[:])
+	return k
+}
+
+func putKept(tx *bolt.Tx, keep []KeptBlock) error {
+	if len(keep) == 0 {
+		return nil
+	}
+	b, err := tx.CreateBucketIfNotExists(bucketKept)
+	if err != nil {
+		return err
+	}
+	for _, k := range keep {
+		if err := b.Put(keptKey(k.Height, k.ID), bytes.Clone(k.Data)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dropKeptUpTo deletes the kept blocks at or below height: a block at a
+// committed height is either committed or can never be.
+func dropKeptUpTo(tx *bolt.Tx, height uint64) error {
+	b := tx.Bucket(bucketKept)
+	if b == nil {
+		return nil
+	}
+	var dead [][]byte
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil && len(k) >= 8 && binary.BigEndian.Uint64(k) <= height; k, _ = c.Next() {
+		dead = append(dead, bytes.Clone(k))
+	}
+	for _, k := range dead {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// KeptBlocks returns the kept blocks above the committed tip, in height
+// order.
+func (s *Store) KeptBlocks() ([]KeptBlock, error) {
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	var tip uint64
+	hasTip := false
+	if t := s.tip.Load(); t != nil {
+		tip, hasTip = t.Height, true
+	}
+	var out []KeptBlock
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketKept)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			if len(k) != 8+len(ledger.BlockID{}) {
+				return fmt.Errorf("%w: kept block key of %d bytes", ErrCorrupt, len(k))
+			}
+			h := binary.BigEndian.Uint64(k)
+			if hasTip && h <= tip {
+				return nil
+			}
+			var id ledger.BlockID
+			copy(id[:], k[8:])
+			out = append(out, KeptBlock{Height: h, ID: id, Data: bytes.Clone(v)})
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("storage: reading kept blocks: %w", err)
+	}
+	return out, nil
+}
+
+// ReleaseKept forgets kept blocks that can no longer commit (consensus
+// abandoned them). Blocks at or below a committed height are dropped by
+// CommitBlock itself.
+func (s *Store) ReleaseKept(ctx context.Context, ids ...ledger.BlockID) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	want := make(map[ledger.BlockID]bool, len(ids))
+	for _, id := range ids {
+		want[id] = true
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketKept)
+		if b == nil {
+			return nil
+		}
+		var dead [][]byte
+		err := b.ForEach(func(k, _ []byte) error {
+			var id ledger.BlockID
+			if len(k) == 8+len(id) {
+				copy(id[:], k[8:])
+				if want[id] {
+					dead = append(dead, bytes.Clone(k))
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range dead {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("storage: releasing kept blocks: %w", err)
+	}
+	return nil
+}
