@@ -255,6 +255,16 @@ func (r Ref) sealPCRs() []uint {
 }
 
 func openSealed(ctx context.Context, r Ref, opts *Options) (Signer, error) {
+	key, err := unsealKey(ctx, r, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &softSigner{ref: Ref{Kind: KindTPMSealed, Path: r.Path}.String(), kind: KindTPMSealed, pub: key.PublicKey(), key: key}, nil
+}
+
+// unsealKey reads a tpm-sealed key file and unseals its key, which the
+// caller must wipe.
+func unsealKey(ctx context.Context, r Ref, opts *Options) (*gm.PrivateKey, error) {
 	data, err := readKeyFile(r.Path)
 	if err != nil {
 		return nil, err
@@ -284,7 +294,7 @@ func openSealed(ctx context.Context, r Ref, opts *Options) (Signer, error) {
 		key.Wipe()
 		return nil, fmt.Errorf("hsm: %s: unsealed key differs from the recorded public key", r.Path)
 	}
-	return &softSigner{ref: Ref{Kind: KindTPMSealed, Path: r.Path}.String(), kind: KindTPMSealed, pub: pub, key: key}, nil
+	return key, nil
 }
 
 func generateSealed(ctx context.Context, r Ref, opts *Options) (Signer, error) {
@@ -309,18 +319,26 @@ func generateSealed(ctx context.Context, r Ref, opts *Options) (Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hsm: sealing %s: %w", r.Path, err)
 	}
-	data, err := ledger.Marshal(&sealedFile{
-		Format: formatSealed, PublicKey: ledger.KeyBytes(key.PublicKey()),
-		PCRs: blob.PCRs, Policy: blob.Policy, Public: blob.Public, Private: blob.Private,
-	})
-	if err == nil {
-		err = writeNewFile(r.Path, data)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("hsm: writing %s: %w", r.Path, err)
+	if err := writeSealedFile(r.Path, key.PublicKey(), blob); err != nil {
+		return nil, err
 	}
 	// Open it the way a node will, which proves it unseals.
 	return openSealed(ctx, r, opts)
+}
+
+// writeSealedFile writes a tpm-sealed key file; it never replaces one.
+func writeSealedFile(path string, pub *gm.PublicKey, blob *tpm.SealedBlob) error {
+	data, err := ledger.Marshal(&sealedFile{
+		Format: formatSealed, PublicKey: ledger.KeyBytes(pub),
+		PCRs: blob.PCRs, Policy: blob.Policy, Public: blob.Public, Private: blob.Private,
+	})
+	if err == nil {
+		err = writeNewFile(path, data)
+	}
+	if err != nil {
+		return fmt.Errorf("hsm: writing %s: %w", path, err)
+	}
+	return nil
 }
 
 func destroyFile(r Ref, parse func(path string, data []byte) (*gm.PublicKey, error)) (*gm.PublicKey, error) {

@@ -12,7 +12,9 @@
 //	s, err := hsm.Open(ctx, "tpm:handle=0x81000010", hsm.Options{TPM: tpm.Config{Addr: "/dev/tpmrm0"}})
 //
 // Security officers manage keys with [Generate], [Describe], [Rotate],
-// [Destroy] and [List]; each appends an entry to a hash-chained audit log
+// [Destroy] and [List]; a device is provisioned with a tpm-sealed key
+// that only a given release opens with [GenerateSealedTo], and an update
+// carries the key to the next release with [ResealTo]. Each appends an entry to a hash-chained audit log
 // (package hsm/audit) when Options.Audit is set. A rotation produces a
 // [RotationStatement] signed by the old and the new key, which ledger
 // key-rotation transactions carry.

@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"golang.org/x/sys/unix"
+
 	"hallmark/gm"
 	"hallmark/hsm/devkeys"
 	"hallmark/hsm/tpm"
@@ -120,8 +122,11 @@ func describeFile(data []byte) string {
 }
 
 // writeNewFile writes data to path atomically and refuses to replace an
-// existing file: it writes a temporary file, syncs it, and hard-links it
-// into place (link fails if path exists), then syncs the directory.
+// existing file: it writes a temporary file, syncs it, and moves it into
+// place with a rename that fails if path exists (or, on filesystems
+// without that rename, a hard link, which fails likewise), then syncs the
+// directory. The rename works on FAT, where an appliance's data partition
+// may keep its key files and hard links do not exist.
 func writeNewFile(path string, data []byte) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -137,21 +142,31 @@ func writeNewFile(path string, data []byte) error {
 		return err
 	}
 	defer os.Remove(tmp)
+	defer f.Close()
 	if _, err := f.Write(data); err != nil {
-		f.Close()
 		return err
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
 		return err
 	}
-	if err := f.Close(); err != nil {
-		return err
+	err = unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, path, unix.RENAME_NOREPLACE)
+	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP) {
+		err = os.Link(tmp, path)
 	}
-	if err := os.Link(tmp, path); err != nil {
+	if err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("%w: %s", ErrKeyExists, path)
 		}
+		return fmt.Errorf("moving the new file into place: %w", err)
+	}
+	// Sync the file again after the rename: FAT keeps a file's size and
+	// first cluster in its directory entry, and a rename writes the new
+	// entry empty until the file's inode is written back. Without this, a
+	// power cut after the rename leaves an empty key file.
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
 		return err
 	}
 	if d, err := os.Open(dir); err == nil {

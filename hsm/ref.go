@@ -10,10 +10,15 @@ import (
 	"github.com/google/go-tpm/tpm2"
 )
 
-// FirmwarePCR is the PCR into which booted firmware extends its image
-// digest before it unseals any key; tpm-sealed keys are sealed to it
-// unless the reference names other PCRs.
-const FirmwarePCR = 11
+// FirmwarePCR is the PCR into which booted firmware extends the
+// measurement of the root slot it booted (the slot's SM3 digest, see
+// package images) before anything unseals a key; tpm-sealed keys are
+// sealed to it unless the reference names other PCRs. PCR 15 is in the
+// operating system's range, is used by neither platform firmware nor
+// Linux, and cannot be reset without a reboot; like systemd's PCR 15 it
+// records the identity of the root filesystem. PCRs 8, 9 and 11 are left
+// to a bootloader or unified-kernel-image stub on hardware.
+const FirmwarePCR = 15
 
 // Ref is a parsed key reference: the one string a config file or an
 // operator uses to name a key. The forms:
@@ -22,7 +27,7 @@ const FirmwarePCR = 11
 //	tpm:handle=auto              (generate only) the first free handle from 0x81000010
 //	tpm:blob=/path/key.tpmkey    SM2 key wrapped by the TPM, in a file
 //	tpm-sealed:/path/key.sealed  software key sealed to PCRs (default FirmwarePCR)
-//	tpm-sealed:/path/key.sealed?pcrs=7,11
+//	tpm-sealed:/path/key.sealed?pcrs=7,15
 //	dev:/path/key.dev            passphrase-encrypted development key
 //	pkcs11:token=T;object=L?module-path=/usr/lib/x.so&pin-source=env:HSM_PIN&mechanism=0x80000D01
 //

@@ -3,14 +3,13 @@ package images
 import (
 	"context"
 	"crypto"
-	_ "crypto/sha1" // PCR banks
-	_ "crypto/sha256"
-	_ "crypto/sha512"
 	"errors"
 	"fmt"
 	"io"
 
 	"hallmark/gm"
+	"hallmark/hsm"
+	"hallmark/hsm/tpm"
 )
 
 // SectorSize is the logical sector size images are laid out for.
@@ -59,38 +58,26 @@ type Release struct {
 }
 
 // MeasurementPCR is the PCR the booted firmware extends with its
-// measurement (see [Firmware.Measurement]) before it unseals any key.
-// PCR 15 is in the range the operating system owns (8-15), cannot be
-// reset without a reboot, and is unused by the firmware and the kernel.
-const MeasurementPCR = 15
+// measurement (see [Firmware.Measurement]) before it unseals any key. It
+// is hsm.FirmwarePCR, the PCR tpm-sealed keys are sealed to: PCR 15, in
+// the operating system's range, used by neither the platform firmware nor
+// Linux, and not resettable without a reboot.
+const MeasurementPCR = hsm.FirmwarePCR
 
 // ErrTampered reports image content that does not match its manifest.
 var ErrTampered = errors.New("images: content does not match the manifest")
 
 // PredictPCR returns the value a PCR of the bank hashed with h holds after
-// it is reset to zero and extended with each measurement in order. Banks
-// with 32-byte digests (SHA-256, SM3) are extended with the SM3
-// measurement itself; other banks with its digest under the bank's hash.
+// it is reset to zero and extended with each measurement in order, the way
+// the booted firmware extends it (tpm.ExtendPCR): banks with 32-byte
+// digests take the SM3 measurement itself, other banks its digest under
+// the bank's hash.
 func PredictPCR(h crypto.Hash, measurements ...gm.Digest) []byte {
-	value := make([]byte, h.Size())
-	for _, m := range measurements {
-		hh := h.New()
-		hh.Write(value)
-		hh.Write(BankDigest(h, m))
-		value = hh.Sum(value[:0])
+	ms := make([][]byte, len(measurements))
+	for i := range measurements {
+		ms[i] = measurements[i][:]
 	}
-	return value
-}
-
-// BankDigest is the digest extended into the bank hashed with h for the
-// measurement m.
-func BankDigest(h crypto.Hash, m gm.Digest) []byte {
-	if h.Size() == len(m) {
-		return append([]byte(nil), m[:]...)
-	}
-	hh := h.New()
-	hh.Write(m[:])
-	return hh.Sum(nil)
+	return tpm.PredictPCR(h, ms...)
 }
 
 // Progress receives how many bytes of total are done. It is called from
@@ -173,14 +160,4 @@ func VerifySlot(ctx context.Context, r io.ReaderAt, size int64, fw Firmware, pro
 		return fmt.Errorf("%w: slot content digest %s, manifest says %s", ErrTampered, d, fw.SlotDigest)
 	}
 	return nil
-}
-
-// RollbackCounter is a device's anti-rollback counter: the lowest
-// security version the device accepts. Read returns 0 for a device that
-// never advanced it. Advance raises it to at least v and never lowers it.
-// The TPM NV implementation belongs to package hsm; firmware/boot carries
-// a stand-in until it lands.
-type RollbackCounter interface {
-	Read(ctx context.Context) (uint64, error)
-	Advance(ctx context.Context, v uint64) error
 }

@@ -2,11 +2,13 @@ package images
 
 import (
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"unicode/utf8"
 
 	"hallmark/gm"
+	"hallmark/hsm"
 	"hallmark/ledger"
 )
 
@@ -62,6 +64,13 @@ type Firmware struct {
 // Measurement is the value the booted firmware extends into
 // [MeasurementPCR]: the SM3 digest of the slot it booted from.
 func (f Firmware) Measurement() gm.Digest { return f.SlotDigest }
+
+// PCRValues are the PCR values a key sealed to this release expects: the
+// SHA-256 bank of [MeasurementPCR] after a reset and the release's
+// measurement. hsm.GenerateSealedTo and hsm.ResealTo take them.
+func (f Firmware) PCRValues() hsm.PCRValues {
+	return hsm.PCRValues{MeasurementPCR: PredictPCR(crypto.SHA256, f.Measurement())}
+}
 
 // Part is one contiguous byte range of the disk image and its digest. The
 // parts of a manifest tile the image: together they cover every byte, so

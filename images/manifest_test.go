@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/sha1"
 	"crypto/sha256"
 	"errors"
 	"testing"
@@ -235,8 +236,16 @@ func TestPredictPCR(t *testing.T) {
 	if got := PredictPCR(crypto.SHA256, m1, m2); !bytes.Equal(got, step2[:]) {
 		t.Fatalf("PredictPCR = %x, want %x", got, step2)
 	}
-	if got := PredictPCR(crypto.SHA1, m1); len(got) != 20 {
-		t.Fatalf("SHA-1 bank value is %d bytes", len(got))
+	// A 20-byte bank takes the measurement's SHA-1.
+	inner := sha1.Sum(m1[:])
+	want1 := sha1.Sum(append(make([]byte, 20), inner[:]...))
+	if got := PredictPCR(crypto.SHA1, m1); !bytes.Equal(got, want1[:]) {
+		t.Fatalf("SHA-1 bank = %x, want %x", got, want1)
+	}
+	fw := Firmware{SlotDigest: m1}
+	vals := fw.PCRValues()
+	if MeasurementPCR != 15 || len(vals) != 1 || !bytes.Equal(vals[15], step1[:]) {
+		t.Fatalf("PCRValues = %x for PCR %d, want PCR 15 = %x", vals, MeasurementPCR, step1)
 	}
 }
 

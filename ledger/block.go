@@ -111,6 +111,7 @@ func DecodeBody(b []byte) ([]Transaction, error) {
 		return nil, err
 	}
 	for i := range bd.Txs {
+		bd.Txs[i].remember()
 		if bd.Txs[i].Payload != nil {
 			return nil, fmt.Errorf("%w: stored body carries a payload in transaction %d", ErrMalformed, i)
 		}
@@ -211,6 +212,9 @@ func DecodeBlock(data []byte) (*Block, error) {
 	var b Block
 	if err := Unmarshal(data, &b); err != nil {
 		return nil, err
+	}
+	for i := range b.Txs {
+		b.Txs[i].remember()
 	}
 	if err := b.Header.Validate(); err != nil {
 		return nil, err

@@ -52,6 +52,7 @@ func (tx *Transaction) UnmarshalJSON(data []byte) error {
 		Signatures: v.Signatures,
 		Payload:    v.Payload,
 	}
+	t.remember()
 	if v.ID != nil && *v.ID != t.ID() {
 		return fmt.Errorf("%w: transactionId %s does not match the content (%s)", ErrMalformed, *v.ID, t.ID())
 	}

@@ -239,3 +239,59 @@ func TestStateRoot(t *testing.T) {
 		t.Fatal("empty key accepted")
 	}
 }
+
+// The id is remembered at decode and sign time; changing the body
+// afterwards, even through a slice shared with the decoded value, must
+// still give the id of the new content.
+func TestTxIDFollowsBodyChanges(t *testing.T) {
+	key := ledgertest.Key(t)
+	tx := ledgertest.Tx(t, key, ledgertest.TxOptions{Data: []byte("abc")})
+	enc, _ := ledger.EncodeTx(&tx)
+	got, err := ledger.DecodeTx(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := got.Body.ID()
+	if got.ID() != want {
+		t.Fatal("remembered id differs from the body's")
+	}
+	changes := []func(b *ledger.TxBody){
+		func(b *ledger.TxBody) { b.Nonce++ },
+		func(b *ledger.TxBody) { b.Entity.Data[0] ^= 1 },
+		func(b *ledger.TxBody) { b.Signers[0][3] ^= 1 },
+		func(b *ledger.TxBody) { b.Entity.Memo = "m" },
+		func(b *ledger.TxBody) { r := ledger.Address{1}; b.Entity.Recipient = &r },
+		func(b *ledger.TxBody) { d := gm.SM3(nil); b.PayloadDigest = &d },
+	}
+	for i, change := range changes {
+		c, _ := ledger.DecodeTx(enc)
+		change(&c.Body)
+		if c.ID() == want || c.ID() != c.Body.ID() {
+			t.Errorf("change %d: id did not follow the body", i)
+		}
+	}
+	// A copy made before a change keeps the old id.
+	c, _ := ledger.DecodeTx(enc)
+	copied := *c
+	c.Body.Nonce++
+	if copied.ID() != want {
+		t.Fatal("copy lost its id")
+	}
+}
+
+func BenchmarkTxID(b *testing.B) {
+	key, _ := gm.GenerateKey(nil)
+	tx, _ := ledgertest.NewTx(key, ledgertest.TxOptions{Data: make([]byte, 256)})
+	enc, _ := ledger.EncodeTx(&tx)
+	decoded, _ := ledger.DecodeTx(enc)
+	b.Run("remembered", func(b *testing.B) {
+		for b.Loop() {
+			_ = decoded.ID()
+		}
+	})
+	b.Run("computed", func(b *testing.B) {
+		for b.Loop() {
+			_ = decoded.Body.ID()
+		}
+	})
+}

@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -58,10 +59,75 @@ type Transaction struct {
 	Body       TxBody         `cbor:"1,keyasint" json:"body"`
 	Signatures []gm.Signature `cbor:"2,keyasint" json:"signatures"`
 	Payload    []byte         `cbor:"3,keyasint,omitempty" json:"payload,omitempty"`
+
+	// memo remembers the id of the body as it was when the transaction was
+	// decoded or signed, so the hot paths that ask for the id many times
+	// per transaction (admission, proposals, execution, storage) do not
+	// re-encode and re-hash the body each time. It holds its own deep copy
+	// of that body: if anyone changes Body afterwards, the copy no longer
+	// matches and ID recomputes. It is set only before the transaction is
+	// shared, so reading it needs no lock.
+	memo *txMemo
+}
+
+type txMemo struct {
+	body TxBody
+	id   TxID
 }
 
 // ID returns the transaction id: SM3 over the canonical encoding of the body.
-func (tx *Transaction) ID() TxID { return tx.Body.ID() }
+func (tx *Transaction) ID() TxID {
+	if m := tx.memo; m != nil && m.body.equal(&tx.Body) {
+		return m.id
+	}
+	return tx.Body.ID()
+}
+
+// remember computes the id once and keeps it with a private copy of the
+// body it was computed from.
+func (tx *Transaction) remember() {
+	tx.memo = &txMemo{body: tx.Body.clone(), id: tx.Body.ID()}
+}
+
+// clone returns a copy of b that shares no memory with it.
+func (b *TxBody) clone() TxBody {
+	c := *b
+	c.Signers = append([]PublicKeyBytes(nil), b.Signers...)
+	c.Entity.Data = append([]byte(nil), b.Entity.Data...)
+	if b.Entity.Recipient != nil {
+		r := *b.Entity.Recipient
+		c.Entity.Recipient = &r
+	}
+	if b.PayloadDigest != nil {
+		d := *b.PayloadDigest
+		c.PayloadDigest = &d
+	}
+	return c
+}
+
+// equal reports whether b and o encode identically.
+func (b *TxBody) equal(o *TxBody) bool {
+	if b.Version != o.Version || b.ChainID != o.ChainID || b.Type != o.Type ||
+		b.Timestamp != o.Timestamp || b.Nonce != o.Nonce || len(b.Signers) != len(o.Signers) ||
+		b.Entity.Sender != o.Entity.Sender || b.Entity.Memo != o.Entity.Memo ||
+		!bytes.Equal(b.Entity.Data, o.Entity.Data) ||
+		!equalPtr(b.Entity.Recipient, o.Entity.Recipient) || !equalPtr(b.PayloadDigest, o.PayloadDigest) {
+		return false
+	}
+	for i := range b.Signers {
+		if b.Signers[i] != o.Signers[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func equalPtr[T comparable](a, b *T) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
+}
 
 // ID returns SM3 over the canonical encoding of the body.
 func (b *TxBody) ID() TxID { return gm.SM3(mustMarshal(b)) }
@@ -89,6 +155,7 @@ func (tx *Transaction) Sign(ctx context.Context, signer gm.Signer) error {
 		return fmt.Errorf("ledger: signing transaction: %w", err)
 	}
 	tx.Signatures = append(tx.Signatures, sig)
+	tx.remember()
 	return nil
 }
 
@@ -195,5 +262,6 @@ func DecodeTx(b []byte) (*Transaction, error) {
 	if err := tx.Validate(); err != nil {
 		return nil, err
 	}
+	tx.remember()
 	return &tx, nil
 }

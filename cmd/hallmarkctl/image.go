@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,6 +21,8 @@ import (
 
 	"hallmark/firmware/boot"
 	"hallmark/gm"
+	"hallmark/hsm"
+	"hallmark/hsm/tpm"
 	"hallmark/images"
 	"hallmark/images/bootctl"
 	"hallmark/images/builder"
@@ -280,14 +283,69 @@ func goBuildStatic(ctx context.Context, pkg, out string) error {
 	return nil
 }
 
+// releaseSigner opens a key that signs releases: a key in custody named by
+// an hsm reference, or, for development, a PKCS#8 PEM file.
+type releaseSigner struct {
+	tpmAddr        string
+	tpmTimeout     time.Duration
+	passphraseFile string
+}
+
+func (f *releaseSigner) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.tpmAddr, "tpm", envOr(envTPM, tpm.DefaultDevice), "TPM holding tpm and tpm-sealed keys: device path or host:port (swtpm) [$"+envTPM+"]")
+	cmd.Flags().DurationVar(&f.tpmTimeout, "tpm-timeout", 5*time.Second, "how long to keep trying to reach the TPM")
+	cmd.Flags().StringVar(&f.passphraseFile, "passphrase-file", "", "file holding the passphrase of dev keys (else $"+envPassphrase+")")
+}
+
+// isKeyRef reports whether spec is an hsm key reference rather than a
+// file name.
+func isKeyRef(spec string) bool {
+	kind, _, ok := strings.Cut(spec, ":")
+	return ok && slices.Contains(hsm.Kinds(), hsm.Kind(kind))
+}
+
+// open returns the signer spec names and a function that releases it.
+func (f *releaseSigner) open(ctx context.Context, spec string) (gm.Signer, func(), error) {
+	if !isKeyRef(spec) {
+		b, err := os.ReadFile(spec)
+		if err != nil {
+			return nil, nil, fmt.Errorf("key: %w (a key is an hsm reference such as pkcs11:... or tpm:handle=0x81000010, or a PKCS#8 PEM file)", err)
+		}
+		k, err := gm.ParsePKCS8PEM(b)
+		if err != nil {
+			return nil, nil, fmt.Errorf("key %s: %w", spec, err)
+		}
+		return k, k.Wipe, nil
+	}
+	opts := hsm.Options{TPM: tpm.Config{Addr: f.tpmAddr, RetryFor: f.tpmTimeout}}
+	if strings.HasPrefix(spec, string(hsm.KindDev)+":") {
+		kf := keyFlags{passphraseFile: f.passphraseFile}
+		var err error
+		if opts.Passphrase, err = kf.passphrase(); err != nil {
+			return nil, nil, err
+		}
+	}
+	s, err := hsm.Open(ctx, spec, opts)
+	if err != nil {
+		return nil, nil, explain(err, &keyFlags{tpmAddr: f.tpmAddr})
+	}
+	return s, func() { s.Close() }, nil
+}
+
 func newImageSignCmd() *cobra.Command {
-	var keys []string
+	var (
+		keys   []string
+		signer releaseSigner
+	)
 	cmd := &cobra.Command{
 		Use:   "sign MANIFEST",
 		Short: "Add release signatures to a manifest (one officer key each)",
-		Long: `Sign adds the signature of each named key (a PKCS#8 PEM SM2 private key)
-to the manifest, in place. Officers sign one after another; the order does
-not matter and signing twice with one key replaces its signature.`,
+		Long: `Sign adds the signature of each named key to the manifest, in place.
+A key is a key reference in custody, as "hallmarkctl key" takes them
+(pkcs11:..., tpm:handle=..., tpm:blob=..., tpm-sealed:..., dev:...), or,
+for development, a PKCS#8 PEM SM2 private key file. Officers sign one after
+another; the order does not matter and signing twice with one key replaces
+its signature.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			m, err := readManifest(args[0])
@@ -297,19 +355,18 @@ not matter and signing twice with one key replaces its signature.`,
 			if len(keys) == 0 {
 				return errors.New("--key is required")
 			}
-			for _, path := range keys {
-				b, err := os.ReadFile(path)
+			for _, spec := range keys {
+				s, release, err := signer.open(cmd.Context(), spec)
 				if err != nil {
-					return fmt.Errorf("key: %w", err)
-				}
-				k, err := gm.ParsePKCS8PEM(b)
-				if err != nil {
-					return fmt.Errorf("key %s: %w", path, err)
-				}
-				if err := m.Sign(cmd.Context(), k); err != nil {
 					return err
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "signed with key %x\n", k.PublicKey().ID().Short())
+				err = m.Sign(cmd.Context(), s)
+				id := s.PublicKey().ID()
+				release()
+				if err != nil {
+					return fmt.Errorf("signing with %s: %w", spec, err)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "signed with key %x (%s)\n", id.Short(), spec)
 			}
 			if err := writeManifest(args[0], m); err != nil {
 				return err
@@ -318,7 +375,8 @@ not matter and signing twice with one key replaces its signature.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringArrayVar(&keys, "key", nil, "PKCS#8 PEM private key file (repeatable)")
+	cmd.Flags().StringArrayVar(&keys, "key", nil, "release key: an hsm key reference, or a PKCS#8 PEM file for development (repeatable)")
+	signer.add(cmd)
 	return cmd
 }
 
@@ -504,28 +562,61 @@ type floorFlags struct {
 }
 
 func (f *floorFlags) add(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.tpm, "tpm", "", "read the anti-rollback counter from this TPM (on the appliance: /dev/tpmrm0)")
+	cmd.Flags().StringVar(&f.tpm, "tpm", "", "the device's TPM, holding its anti-rollback counter (on the appliance: /dev/tpmrm0; host:port for swtpm)")
 	cmd.Flags().Uint64Var(&f.floor, "rollback-floor", 0, "the device's anti-rollback floor, when its TPM is not reachable from here")
-	cmd.Flags().Uint32Var(&f.index, "counter-index", boot.DefaultCounterIndex, "NV index of the anti-rollback counter")
+	cmd.Flags().Uint32Var(&f.index, "counter-index", uint32(tpm.FirmwareCounterIndex), "NV index of the anti-rollback counter")
 }
 
-func (f *floorFlags) read(cmd *cobra.Command) (uint64, error) {
+// read returns the device's anti-rollback floor. With provision set (a
+// flash of a release with a security version), a counter that was never
+// incremented is initialised first, and its first value is the floor:
+// that value is one above the highest counter this TPM ever held, and a
+// release below it could never boot here, so it must be refused now,
+// before it is written, not at its first boot. The manifest's signatures
+// are checked before the TPM is touched.
+func (f *floorFlags) read(cmd *cobra.Command, m *images.Manifest, policy images.Policy, provision bool) (uint64, error) {
 	set := cmd.Flags().Changed("rollback-floor")
 	switch {
 	case f.tpm != "" && set:
 		return 0, errors.New("give either --tpm or --rollback-floor, not both")
 	case set:
 		return f.floor, nil
-	case f.tpm != "":
-		t, _, err := boot.OpenTPM([]string{f.tpm})
-		if err != nil {
-			return 0, err
-		}
-		defer t.Close()
-		// TODO(hsm): read the counter through package hsm when it lands.
-		return boot.TPMCounter{TPM: t, Index: tpm2.TPMHandle(f.index)}.Read(cmd.Context())
+	case f.tpm == "":
+		return 0, errors.New("the device's anti-rollback floor is needed: --tpm /dev/tpmrm0 on the appliance, or --rollback-floor N (0 for a factory-new device)")
 	}
-	return 0, errors.New("the device's anti-rollback floor is needed: --tpm /dev/tpmrm0 on the appliance, or --rollback-floor N (0 for a factory-new device)")
+	if _, err := m.Verify(policy); err != nil {
+		return 0, err
+	}
+	ctx := cmd.Context()
+	conn, err := tpm.Dial(ctx, tpm.Config{Addr: f.tpm})
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	index := tpm2.TPMHandle(f.index)
+	sv := m.Body.Firmware.SecurityVersion
+	if !provision || sv == 0 {
+		return tpm.ReadCounter(ctx, conn, index)
+	}
+	k, err := tpm.DefineCounter(ctx, conn, index)
+	if err != nil {
+		return 0, err
+	}
+	before, err := k.Read(ctx)
+	if err != nil {
+		return 0, err
+	}
+	v, err := k.Initialize(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if before == 0 {
+		fmt.Fprintf(cmd.OutOrStdout(), "initialised the anti-rollback counter (NV index 0x%08x on %s): it starts at %d\n", f.index, f.tpm, v)
+		if v > sv {
+			fmt.Fprintf(cmd.OutOrStdout(), "  this TPM once held a counter at %d: only releases with security version %d or more can run on it\n", v-1, v)
+		}
+	}
+	return v, nil
 }
 
 func printReport(w io.Writer, verb, device string, rep flash.Report) {
@@ -553,7 +644,15 @@ threshold, the target hardware, the device's anti-rollback floor, the
 device size and every byte of the image, and only then writes it, with
 progress, reads the device back and compares. DEVICE is a block device
 (opened exclusively: a mounted device is refused) or a file standing in
-for one.`,
+for one.
+
+The floor is the device's anti-rollback counter, read from its TPM with
+--tpm (the installer runs on the appliance), or given with
+--rollback-floor. With --tpm, a counter that was never incremented is
+initialised first: its first value is one above the highest counter the
+TPM ever held (1 on a new TPM), and a release below it is refused before
+anything is written. Later the booted release raises the counter to its
+security version once it runs healthy.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			image, device := args[0], args[1]
@@ -568,7 +667,7 @@ for one.`,
 			if err != nil {
 				return err
 			}
-			fl, err := floor.read(cmd)
+			fl, err := floor.read(cmd, m, policy, true)
 			if err != nil {
 				return err
 			}
@@ -623,8 +722,13 @@ func newUpdateCmd() *cobra.Command {
 		Long: `update verifies a release's slot payload (NAME.slot from "image build")
 like flash does, writes it into the slot the device is not running from,
 reads it back, and marks it to be tried on the next boot. The new slot
-commits itself once the node has come up healthy on it; otherwise the next
-boot falls back to the current slot.`,
+commits itself once the node has come up healthy on it, and only then
+raises the anti-rollback counter; otherwise the next boot falls back to
+the current slot. update only reads the counter (--tpm).
+
+A node whose key is sealed to the running release (tpm-sealed) must have
+it resealed for the new release first, or the new release cannot open it:
+hallmarkctl key reseal REF NEW-REF --for-manifest NAME.manifest.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			payload, device := args[0], args[1]
@@ -639,7 +743,7 @@ boot falls back to the current slot.`,
 			if err != nil {
 				return err
 			}
-			fl, err := floor.read(cmd)
+			fl, err := floor.read(cmd, m, policy, false)
 			if err != nil {
 				return err
 			}

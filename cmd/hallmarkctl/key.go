@@ -56,8 +56,9 @@ func newKeyCmd() *cobra.Command {
   tpm:handle=0x81000010        SM2 key inside the TPM at a persistent handle
   tpm:handle=auto              (generate, rotate) the first free handle from 0x81000010
   tpm:blob=PATH                SM2 key wrapped by the TPM, in a file
-  tpm-sealed:PATH[?pcrs=7,11]  software key sealed by the TPM to PCR values
-                               (default PCR ` + strconv.Itoa(hsm.FirmwarePCR) + `), for TPMs without SM2
+  tpm-sealed:PATH[?pcrs=7,15]  software key sealed by the TPM to PCR values
+                               (default PCR ` + strconv.Itoa(hsm.FirmwarePCR) + `, the booted root slot's
+                               measurement), for TPMs without SM2
   dev:PATH                     passphrase-encrypted file, development only
   pkcs11:token=T;object=L?module-path=LIB&pin-source=env:VAR&mechanism=0x...
 
@@ -73,7 +74,7 @@ audit log (--audit-log).`,
 	pf.StringVar(&f.actor, "actor", defaultActor(), "who performs the operation, for the audit log")
 	pf.BoolVar(&f.json, "json", false, "print JSON")
 	cmd.AddCommand(
-		newKeyGenerateCmd(f), newKeyShowCmd(f), newKeyRotateCmd(f),
+		newKeyGenerateCmd(f), newKeyShowCmd(f), newKeyRotateCmd(f), newKeyResealCmd(f),
 		newKeyDestroyCmd(f), newKeyListCmd(f), newKeyAuditCmd(f),
 	)
 	return cmd
@@ -154,15 +155,65 @@ func involvesDev(refs ...string) bool {
 	return false
 }
 
+// releaseFlags name the release a tpm-sealed key is sealed to.
+type releaseFlags struct {
+	manifest  string
+	trust     string
+	threshold int
+}
+
+func (r *releaseFlags) add(cmd *cobra.Command, what string) {
+	cmd.Flags().StringVar(&r.manifest, "for-manifest", "", what)
+	cmd.Flags().StringVar(&r.trust, "trust", "", "with --for-manifest: PEM file of the trusted release keys")
+	cmd.Flags().IntVar(&r.threshold, "threshold", 0, "with --for-manifest: how many trusted keys must have signed it")
+}
+
+// values returns the PCR values the release of the manifest produces
+// once booted. The manifest must carry the threshold of trusted release
+// signatures: a key sealed to an unreleased image would open under it.
+func (r *releaseFlags) values() (hsm.PCRValues, error) {
+	if r.trust == "" || r.threshold == 0 {
+		return nil, errors.New("--for-manifest needs --trust and --threshold: a key is sealed only to a properly signed release")
+	}
+	m, err := readManifest(r.manifest)
+	if err != nil {
+		return nil, err
+	}
+	policy, err := readTrust(r.trust, r.threshold)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := m.Verify(policy); err != nil {
+		return nil, fmt.Errorf("%s: %w", r.manifest, err)
+	}
+	return m.Body.Firmware.PCRValues(), nil
+}
+
 func newKeyGenerateCmd(f *keyFlags) *cobra.Command {
+	var rel releaseFlags
 	cmd := &cobra.Command{
 		Use:   "generate REF",
 		Short: "Create a new key at REF (never replaces one)",
-		Args:  cobra.ExactArgs(1),
+		Long: `generate creates a new key at REF and opens it, proving that its
+custody works. With --for-manifest, a tpm-sealed key is sealed instead to
+the PCR values the manifest's release produces once it has booted: how a
+device is provisioned with a key that only that release can open.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts, err := f.options(involvesDev(args[0]))
 			if err != nil {
 				return err
+			}
+			if rel.manifest != "" {
+				values, err := rel.values()
+				if err != nil {
+					return err
+				}
+				info, err := hsm.GenerateSealedTo(cmd.Context(), args[0], values, opts)
+				if err != nil {
+					return explain(err, f)
+				}
+				return printInfo(cmd.OutOrStdout(), f, info)
 			}
 			s, err := hsm.Generate(cmd.Context(), args[0], opts)
 			if err != nil {
@@ -174,6 +225,41 @@ func newKeyGenerateCmd(f *keyFlags) *cobra.Command {
 	}
 	cmd.Flags().Uint32Var(&f.kdfTime, "kdf-time", 0, "dev keys: Argon2id passes (default 3)")
 	cmd.Flags().Uint32Var(&f.kdfMemoryKiB, "kdf-memory", 0, "dev keys: Argon2id memory in KiB (default 65536)")
+	rel.add(cmd, "tpm-sealed keys: seal to the release of this signed manifest instead of the current PCR values")
+	return cmd
+}
+
+func newKeyResealCmd(f *keyFlags) *cobra.Command {
+	var rel releaseFlags
+	cmd := &cobra.Command{
+		Use:   "reseal REF NEW-REF --for-manifest MANIFEST",
+		Short: "Seal the tpm-sealed key at REF to the release an update installs, at NEW-REF",
+		Long: `reseal opens the tpm-sealed key at REF (so it runs on the device, under
+the release the key is sealed to) and writes the same key to NEW-REF,
+sealed to the PCR values the manifest's release produces once it has
+booted. Run it before "hallmarkctl update" with that release, and keep REF:
+it is the key of the slot a failed update falls back to.`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if rel.manifest == "" {
+				return errors.New("--for-manifest is required: the release the key is resealed to")
+			}
+			values, err := rel.values()
+			if err != nil {
+				return err
+			}
+			opts, err := f.options(false)
+			if err != nil {
+				return err
+			}
+			info, err := hsm.ResealTo(cmd.Context(), args[0], args[1], values, opts)
+			if err != nil {
+				return explain(err, f)
+			}
+			return printInfo(cmd.OutOrStdout(), f, info)
+		},
+	}
+	rel.add(cmd, "signed manifest of the release to reseal the key to")
 	return cmd
 }
 

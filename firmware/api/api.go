@@ -422,6 +422,10 @@ func (s *server) transaction(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	inc, err := s.cfg.Store.Tx(r.Context(), id, s.cfg.Fetcher)
+	if errors.Is(err, storage.ErrUnavailable) {
+		return &apiError{status: http.StatusServiceUnavailable, reason: "unavailable",
+			detail: fmt.Sprintf("the block holding %s cannot be rebuilt now: %v", id, err)}
+	}
 	if errors.Is(err, storage.ErrNotFound) {
 		if s.cfg.Pool.Has(id) {
 			return writeJSON(w, http.StatusOK, txResponse{ID: id, Status: "pending"})
@@ -458,6 +462,10 @@ func (s *server) writeBlock(w http.ResponseWriter, r *http.Request, h uint64) er
 	b, err := s.cfg.Store.Block(r.Context(), h, s.cfg.Fetcher)
 	if errors.Is(err, storage.ErrNotFound) {
 		return notFound("no block at height %d", h)
+	}
+	if errors.Is(err, storage.ErrUnavailable) {
+		return &apiError{status: http.StatusServiceUnavailable, reason: "unavailable",
+			detail: fmt.Sprintf("block %d is outside this node's window and too few peers answered with its shards: %v", h, err)}
 	}
 	if err != nil {
 		return err

@@ -9,36 +9,26 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"sort"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/google/go-tpm/tpm2"
-	"github.com/google/go-tpm/tpm2/transport"
 	"golang.org/x/sys/unix"
 
 	"hallmark/gm"
+	"hallmark/hsm/tpm"
 	"hallmark/images"
 	"hallmark/images/bootctl"
 	"hallmark/images/builder"
 )
 
-// Options configure [Main]. Zero adapter fields select the stand-ins.
-// The configuration itself is part of the image: Main reads it from
-// ConfigPath in the initramfs.
+// Options configure [Main]. The configuration itself is part of the
+// image: Main reads it from ConfigPath in the initramfs.
 type Options struct {
 	Log *slog.Logger
 	// RunNode starts the node; nil runs the configured node command with
 	// ExecNode.
 	RunNode NodeRunner
-	// Unsealer, given the TPM, returns what unseals the device's keys;
-	// nil selects TPMUnsealer.
-	Unsealer func(transport.TPM) Unsealer
-	// Counter, given the TPM, returns the anti-rollback counter; nil
-	// selects TPMCounter at Config.CounterIndex.
-	Counter func(transport.TPM) images.RollbackCounter
 }
 
 // Main is the init's entry point: it runs the boot sequence and never
@@ -89,10 +79,10 @@ type runner struct {
 	trial   bool
 	release images.Release
 
+	tpmDevice string // the TPM the slot was measured into
 	mu        sync.Mutex
 	bootctl   *os.File
 	committed bool
-	counter   images.RollbackCounter
 }
 
 func (r *runner) run(ctx context.Context) error {
@@ -141,21 +131,16 @@ func (r *runner) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	tpm, tpmPath, err := OpenTPM(cfg.TPMDevices)
+	conn, err := dialTPM(ctx, cfg.TPMDevices)
 	if err != nil {
 		return err
 	}
-	defer tpm.Close()
-	if err := ExtendMeasurement(tpm, images.MeasurementPCR, m); err != nil {
-		return err
-	}
-	pcr, err := ReadPCR(tpm, images.MeasurementPCR)
+	r.tpmDevice = conn.Addr()
+	floor, err := r.measure(ctx, conn, m, start)
+	conn.Close()
 	if err != nil {
 		return err
 	}
-	log.Info("measured slot", "slot", r.slot, "digest", m.String(), "pcr", images.MeasurementPCR,
-		"sha256", fmt.Sprintf("%x", pcr), "fresh", fmt.Sprintf("%x", images.PredictPCR(crypto.SHA256, m)),
-		"tpm", tpmPath, "took", time.Since(start).Round(time.Millisecond).String())
 	if m != rec.Firmware.SlotDigest {
 		return fmt.Errorf("boot: slot %s content digest %s differs from its record %s (corrupt or altered)", r.slot, m, rec.Firmware.SlotDigest)
 	}
@@ -163,11 +148,6 @@ func (r *runner) run(ctx context.Context) error {
 	// The release must be for this device and not older than its floor.
 	if rel.Hardware != st.Hardware {
 		return fmt.Errorf("boot: release is for hardware %q, device is %q", rel.Hardware, st.Hardware)
-	}
-	r.counter = r.counterFor(tpm, cfg)
-	floor, err := r.counter.Read(ctx)
-	if err != nil {
-		return err
 	}
 	log.Info("anti-rollback check", "securityVersion", rel.SecurityVersion, "floor", floor)
 	if rel.SecurityVersion < floor {
@@ -180,9 +160,8 @@ func (r *runner) run(ctx context.Context) error {
 	if err := r.network(ctx, cfg); err != nil {
 		return err
 	}
-	unsealer := r.unsealerFor(tpm)
-	if err := unsealKeys(ctx, log, unsealer); err != nil {
-		return err
+	if err := os.MkdirAll(KeyDir, 0o700); err != nil {
+		return fmt.Errorf("boot: key directory: %w", err)
 	}
 
 	// Start and supervise the node.
@@ -197,7 +176,7 @@ func (r *runner) run(ctx context.Context) error {
 	sup := &supervisor{
 		log:         log,
 		run:         run,
-		env:         NodeEnv{Slot: r.slot.String(), Trial: r.trial, Release: rel, DataDir: DataDir, KeysDir: KeysDir},
+		env:         NodeEnv{Slot: r.slot.String(), Trial: r.trial, Release: rel, DataDir: DataDir, KeyDir: KeyDir, TPM: r.tpmDevice},
 		backoffMin:  time.Duration(cfg.BackoffMin),
 		backoffMax:  time.Duration(cfg.BackoffMax),
 		commitAfter: time.Duration(cfg.CommitAfter),
@@ -233,18 +212,59 @@ func (r *runner) run(ctx context.Context) error {
 	}
 }
 
-func (r *runner) counterFor(tpm transport.TPM, cfg Config) images.RollbackCounter {
-	if r.opts.Counter != nil {
-		return r.opts.Counter(tpm)
+// measure extends the measurement m of the booted slot into
+// images.MeasurementPCR, reads the PCR back for the console, and returns
+// the anti-rollback floor.
+func (r *runner) measure(ctx context.Context, conn *tpm.Conn, m gm.Digest, start time.Time) (uint64, error) {
+	if err := tpm.ExtendPCR(ctx, conn, images.MeasurementPCR, m[:]); err != nil {
+		return 0, fmt.Errorf("boot: measure slot %s: %w", r.slot, err)
 	}
-	return TPMCounter{TPM: tpm, Index: tpm2.TPMHandle(cfg.CounterIndex)}
+	pcr, err := tpm.ReadPCRs(ctx, conn, []uint{images.MeasurementPCR})
+	if err != nil {
+		return 0, fmt.Errorf("boot: %w", err)
+	}
+	r.log.Info("measured slot", "slot", r.slot, "digest", m.String(), "pcr", images.MeasurementPCR,
+		"sha256", fmt.Sprintf("%x", pcr[0]), "fresh", fmt.Sprintf("%x", images.PredictPCR(crypto.SHA256, m)),
+		"tpm", conn.Addr(), "took", time.Since(start).Round(time.Millisecond).String())
+	floor, err := tpm.ReadCounter(ctx, conn, r.counterIndex())
+	if err != nil {
+		return 0, fmt.Errorf("boot: anti-rollback counter: %w", err)
+	}
+	return floor, nil
 }
 
-func (r *runner) unsealerFor(tpm transport.TPM) Unsealer {
-	if r.opts.Unsealer != nil {
-		return r.opts.Unsealer(tpm)
+func (r *runner) counterIndex() tpm2.TPMHandle { return tpm2.TPMHandle(r.cfg.CounterIndex) }
+
+// dialTPM connects to the first of devices that exists.
+func dialTPM(ctx context.Context, devices []string) (*tpm.Conn, error) {
+	var errs []error
+	for _, d := range devices {
+		c, err := tpm.Dial(ctx, tpm.Config{Addr: d})
+		if err == nil {
+			return c, nil
+		}
+		errs = append(errs, err)
 	}
-	return TPMUnsealer{TPM: tpm}
+	return nil, fmt.Errorf("boot: no TPM: %w", errors.Join(errs...))
+}
+
+// advanceCounter raises the anti-rollback counter to the release's
+// security version and returns its value. Its first increment on this
+// TPM may start above the version (tpm.ErrOvershoot): the TPM once held a
+// counter with a higher value. Flashing with the TPM at hand initialises
+// the counter and refuses such a release before writing it; a device
+// flashed without its TPM meets the jump here.
+func (r *runner) advanceCounter(ctx context.Context) (uint64, error) {
+	conn, err := tpm.Dial(ctx, tpm.Config{Addr: r.tpmDevice})
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	k, err := tpm.DefineCounter(ctx, conn, r.counterIndex())
+	if err != nil {
+		return 0, err
+	}
+	return k.Advance(ctx, r.release.SecurityVersion)
 }
 
 func (r *runner) isCommitted() bool {
@@ -279,13 +299,18 @@ func (r *runner) commit(ctx context.Context) {
 		r.log.Info("slot committed", "slot", r.slot, "version", r.release.Version)
 	}
 	r.committed = true
-	if err := r.counter.Advance(ctx, r.release.SecurityVersion); err != nil {
-		r.log.Error("advance anti-rollback counter", "err", err)
+	if r.release.SecurityVersion == 0 {
+		r.log.Info("release has security version 0; anti-rollback counter left alone")
 		return
 	}
-	v, err := r.counter.Read(ctx)
+	v, err := r.advanceCounter(ctx)
+	if errors.Is(err, tpm.ErrOvershoot) {
+		r.log.Error("anti-rollback counter started above this release: this TPM once held a higher counter, and from the next boot the device refuses every release below it; provision it with a release of at least that security version",
+			"value", v, "securityVersion", r.release.SecurityVersion, "err", err)
+		return
+	}
 	if err != nil {
-		r.log.Error("read anti-rollback counter", "err", err)
+		r.log.Error("advance anti-rollback counter", "err", err)
 		return
 	}
 	r.log.Info("anti-rollback counter", "value", v)
@@ -331,49 +356,6 @@ func (r *runner) network(ctx context.Context, cfg Config) error {
 		return err
 	}
 	return configureNetwork(ctx, r.log, nc, time.Duration(cfg.DeviceWait))
-}
-
-// unsealKeys unseals every *.sealed file of the data partition's keys
-// directory into the tmpfs KeysDir. A key that does not unseal (sealed to
-// another firmware, or on another TPM) is reported and skipped: the node
-// then runs without it and says so.
-func unsealKeys(ctx context.Context, log *slog.Logger, u Unsealer) error {
-	if err := os.MkdirAll(KeysDir, 0o700); err != nil {
-		return fmt.Errorf("boot: keys directory: %w", err)
-	}
-	entries, err := os.ReadDir(SealedKeysDir)
-	if errors.Is(err, os.ErrNotExist) {
-		log.Info("no sealed keys", "dir", SealedKeysDir)
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("boot: sealed keys: %w", err)
-	}
-	var names []string
-	for _, e := range entries {
-		if strings.HasSuffix(strings.ToLower(e.Name()), ".sealed") {
-			names = append(names, e.Name())
-		}
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		name := strings.TrimSuffix(strings.ToLower(n), ".sealed")
-		blob, err := os.ReadFile(filepath.Join(SealedKeysDir, n))
-		if err != nil {
-			return fmt.Errorf("boot: sealed key %s: %w", n, err)
-		}
-		secret, err := u.Unseal(ctx, blob)
-		if err != nil {
-			log.Warn("key not unsealed", "key", name, "err", err)
-			continue
-		}
-		if err := os.WriteFile(filepath.Join(KeysDir, name), secret, 0o600); err != nil {
-			return fmt.Errorf("boot: write unsealed key %s: %w", name, err)
-		}
-		id := gm.SM3(secret)
-		log.Info("key unsealed", "key", name, "sm3", fmt.Sprintf("%x", id[:8]))
-	}
-	return nil
 }
 
 // WriteConfig renders a configuration as the JSON the init reads.

@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"os"
 	"time"
+
+	"hallmark/hsm/tpm"
 )
 
 // Paths the init uses.
@@ -19,12 +21,12 @@ const (
 	// NetworkFile is the device's network configuration, on the data
 	// partition.
 	NetworkFile = DataDir + "/network.json"
-	// SealedKeysDir holds the device's sealed keys (*.sealed), on the data
-	// partition.
-	SealedKeysDir = DataDir + "/keys"
-	// KeysDir is the tmpfs directory unsealed keys are written to for the
-	// node; it never reaches a disk.
-	KeysDir = "/run/hallmark/keys"
+	// KeyDir holds the device's key files on the data partition: keys
+	// sealed by the TPM to the release they belong to, TPM key blobs. The
+	// node opens its key from there with hsm.Open; a tpm-sealed key
+	// unseals only under the release it was sealed to, because the init
+	// has measured the booted slot before the node starts.
+	KeyDir = DataDir + "/keys"
 )
 
 // Duration is a time.Duration written as a Go duration string in JSON.
@@ -54,7 +56,8 @@ type Config struct {
 	Node NodeConfig `json:"node"`
 	// TPMDevices are tried in order.
 	TPMDevices []string `json:"tpmDevices,omitempty"`
-	// CounterIndex is the NV index of the anti-rollback counter.
+	// CounterIndex is the NV index of the anti-rollback counter; default
+	// tpm.FirmwareCounterIndex.
 	CounterIndex uint32 `json:"counterIndex,omitempty"`
 	// DeviceWait bounds the wait for the disk partitions to appear.
 	DeviceWait Duration `json:"deviceWait,omitempty"`
@@ -86,7 +89,7 @@ func (c Config) withDefaults() Config {
 		c.TPMDevices = []string{"/dev/tpmrm0", "/dev/tpm0"}
 	}
 	if c.CounterIndex == 0 {
-		c.CounterIndex = DefaultCounterIndex
+		c.CounterIndex = uint32(tpm.FirmwareCounterIndex)
 	}
 	def := func(d *Duration, v time.Duration) {
 		if *d == 0 {

@@ -1,9 +1,11 @@
 //go:build boote2e
 
 // The end-to-end boot test: it builds real images (Debian's kernel, the
-// static hallmarkd-init as PID 1, a stand-in node), flashes one onto a disk
-// file, and boots it in qemu (TCG) with swtpm as the TPM, playing the
-// bootloader with package loader. It runs with `make test-boot`.
+// static hallmarkd-init as PID 1, the stand-in node of internal/testnode,
+// which opens its keys with hsm.Open as the node runtime does), flashes
+// one onto a disk file, and boots it in qemu (TCG) with swtpm as the TPM,
+// playing the bootloader with package loader. It runs with
+// `make test-boot`.
 package boot
 
 import (
@@ -27,10 +29,11 @@ import (
 
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem/fat32"
-	"github.com/google/go-tpm/tpm2"
 
-	"hallmark/firmware/boot/internal/swtpm"
 	"hallmark/gm"
+	"hallmark/hsm"
+	"hallmark/hsm/swtpmtest"
+	"hallmark/hsm/tpm"
 	"hallmark/images"
 	"hallmark/images/bootctl"
 	"hallmark/images/builder"
@@ -39,52 +42,9 @@ import (
 	"hallmark/images/loader"
 )
 
-// testNodeSource is the stand-in node until the node runtime exists: it
-// serves its view of the boot on :8080 and reports ready on the pipe the
-// init gave it; with --crash it fails at once, like a broken release.
-const testNodeSource = `package main
-
-import (
-	"encoding/json"
-	"fmt"
-	"net"
-	"net/http"
-	"os"
-	"sort"
-	"strconv"
-)
-
-func main() {
-	if len(os.Args) > 1 && os.Args[1] == "--crash" {
-		fmt.Println("test node: this release is broken on purpose; exiting")
-		os.Exit(1)
-	}
-	var keys []string
-	entries, _ := os.ReadDir(os.Getenv("HALLMARK_KEYS"))
-	for _, e := range entries {
-		keys = append(keys, e.Name())
-	}
-	sort.Strings(keys)
-	ln, err := net.Listen("tcp", ":8080")
-	if err != nil {
-		fmt.Println("test node:", err)
-		os.Exit(1)
-	}
-	http.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode(map[string]any{
-			"slot": os.Getenv("HALLMARK_SLOT"), "version": os.Getenv("HALLMARK_VERSION"),
-			"keys": keys, "pid": os.Getpid(), "ppid": os.Getppid(),
-		})
-	})
-	go http.Serve(ln, nil)
-	fd, _ := strconv.Atoi(os.Getenv("HALLMARK_READY_FD"))
-	ready := os.NewFile(uintptr(fd), "ready")
-	ready.Write([]byte("READY\n"))
-	ready.Close()
-	fmt.Println("test node: serving on :8080")
-	select {}
-}
-`
+// challengeDomain is what the test node prefixes to the challenges it
+// signs (internal/testnode.ChallengeDomain).
+const challengeDomain = "hallmark/e2e-test-node/v1\x00"
 
 var e2eModules = []string{"virtio_pci", "virtio_blk", "virtio_net", "vfat", "nls_cp437", "nls_ascii", "nls_utf8"}
 
@@ -101,7 +61,7 @@ func newE2EEnv(t *testing.T) *e2eEnv {
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 		t.Skip("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86; scripts/deps.sh does it)")
 	}
-	if err := swtpm.Available(); err != nil {
+	if _, err := exec.LookPath("swtpm"); err != nil {
 		t.Skip("swtpm is not installed (scripts/deps.sh installs it)")
 	}
 	kernel := os.Getenv("HALLMARK_KERNEL")
@@ -130,7 +90,7 @@ func newE2EEnv(t *testing.T) *e2eEnv {
 		kernel:   kernel,
 		modules:  modules,
 		init:     imagetest.BuildStatic(t, "hallmark/cmd/hallmarkd-init", ""),
-		node:     imagetest.BuildStatic(t, "", testNodeSource),
+		node:     imagetest.BuildStatic(t, "hallmark/firmware/boot/internal/testnode", ""),
 		officers: keys,
 		policy:   imagetest.Policy(2, keys...),
 	}
@@ -175,7 +135,7 @@ type vm struct {
 	mu     sync.Mutex
 	lines  []string
 	exited chan struct{}
-	tpm    *swtpm.Instance
+	tpm    *swtpmtest.Emulator
 }
 
 // boot plays the bootloader on disk and boots the selection in qemu.
@@ -198,13 +158,13 @@ func boot(t *testing.T, disk, tpmDir string, port int) (*vm, loader.Selection) {
 	if err := os.WriteFile(initrd, sel.Initrd, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	v := &vm{exited: make(chan struct{}), tpm: swtpm.StartForQEMU(t, tpmDir)}
+	v := &vm{exited: make(chan struct{}), tpm: swtpmtest.StartEmulator(t, tpmDir)}
 	v.cmd = exec.Command("qemu-system-x86_64",
 		"-machine", "q35", "-cpu", "max", "-m", "384", "-smp", "1",
 		"-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
 		"-kernel", kernel, "-initrd", initrd, "-append", sel.Cmdline,
 		"-drive", "file="+disk+",format=raw,if=virtio,cache=writeback",
-		"-chardev", "socket,id=chrtpm,path="+v.tpm.CtrlSocket,
+		"-chardev", "socket,id=chrtpm,path="+v.tpm.CtrlSocket(),
 		"-tpmdev", "emulator,id=tpm0,chardev=chrtpm", "-device", "tpm-tis,tpmdev=tpm0",
 		"-netdev", fmt.Sprintf("user,id=n0,net=198.18.5.0/24,host=198.18.5.2,restrict=on,hostfwd=tcp:127.0.0.1:%d-198.18.5.10:8080", port),
 		"-device", "virtio-net-pci,netdev=n0",
@@ -295,7 +255,11 @@ func (v *vm) kill() {
 	select {
 	case <-v.exited:
 	default:
-		_ = v.cmd.Process.Kill()
+		// Never signal pid <= 1: kill(2) reads those as a group or as
+		// every process.
+		if v.cmd.Process.Pid > 1 {
+			_ = v.cmd.Process.Kill()
+		}
 		<-v.exited
 	}
 	v.tpm.Stop()
@@ -312,20 +276,30 @@ func (v *vm) waitExit(t *testing.T, timeout time.Duration) {
 
 type health struct {
 	Slot, Version string
-	Keys          []string
 	PID           int
+	Keys          []struct{ Name, KeyID, PublicKey, Signature string }
+	Failed        map[string]string
 }
 
+// getHealth asks the node for its health through the guest network, with
+// a fresh challenge for its keys to sign, and checks every signature.
 func getHealth(t *testing.T, port int) health {
 	t.Helper()
+	challenge := fmt.Sprintf("%x", time.Now().UnixNano())
 	var last error
 	for range 50 {
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/health", port))
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/health?challenge=%s", port, challenge))
 		if err == nil {
 			var h health
 			err = json.NewDecoder(resp.Body).Decode(&h)
 			resp.Body.Close()
 			if err == nil {
+				msg, _ := hex.DecodeString(challenge)
+				for _, k := range h.Keys {
+					if err := verifyHex(k.PublicKey, k.Signature, append([]byte(challengeDomain), msg...)); err != nil {
+						t.Fatalf("key %s: %v", k.Name, err)
+					}
+				}
 				return h
 			}
 		}
@@ -334,6 +308,34 @@ func getHealth(t *testing.T, port int) health {
 	}
 	t.Fatalf("node health endpoint through the guest network: %v", last)
 	return health{}
+}
+
+func verifyHex(pubHex, sigHex string, msg []byte) error {
+	pb, err := hex.DecodeString(pubHex)
+	if err != nil {
+		return err
+	}
+	pub, err := gm.ParsePublicKey(pb)
+	if err != nil {
+		return err
+	}
+	sb, err := hex.DecodeString(sigHex)
+	if err != nil || len(sb) != len(gm.Signature{}) {
+		return fmt.Errorf("signature %q", sigHex)
+	}
+	if !pub.Verify(msg, gm.Signature(sb)) {
+		return errors.New("signature over the challenge does not verify")
+	}
+	return nil
+}
+
+// keyIDs lists the keys a node opened as name=id.
+func (h health) keyIDs() string {
+	var out []string
+	for _, k := range h.Keys {
+		out = append(out, k.Name+"="+k.KeyID)
+	}
+	return strings.Join(out, ",")
 }
 
 func freePort(t *testing.T) int {
@@ -381,11 +383,19 @@ func writeData(t *testing.T, disk string, files map[string][]byte) {
 	}
 }
 
+// readCounter reads the device's anti-rollback counter from its TPM while
+// no virtual machine runs.
 func readCounter(t *testing.T, tpmDir string) uint64 {
 	t.Helper()
-	inst := swtpm.Start(t, tpmDir)
-	defer inst.Stop()
-	v, err := TPMCounter{TPM: inst.Open(t), Index: tpm2.TPMHandle(DefaultCounterIndex)}.Read(context.Background())
+	sim := swtpmtest.StartWithState(t, tpmDir)
+	defer sim.Stop()
+	ctx := context.Background()
+	c, err := tpm.Dial(ctx, tpm.Config{Addr: sim.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	v, err := tpm.ReadCounter(ctx, c, tpm.FirmwareCounterIndex)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -468,30 +478,36 @@ func TestBootE2E(t *testing.T) {
 		}
 	}()
 
-	// Provision the device: network configuration, and two keys sealed
-	// with the device's TPM, one to v1's measurement and one to v2's.
-	tpmDir := swtpm.StateDir(t)
+	// Provision the device as a factory would: its network configuration,
+	// and a node key generated and sealed by the device's TPM to the
+	// PCR value v1 produces once booted (hsm.GenerateSealedTo), plus a file
+	// that is no key at all.
+	tpmDir := t.TempDir()
+	var nodeKey gm.KeyID
 	func() {
-		inst := swtpm.Start(t, tpmDir)
-		defer inst.Stop()
-		tpm := inst.Open(t)
-		seal := func(b imagetest.Built, secret string) []byte {
-			blob, err := Seal(tpm, images.MeasurementPCR, images.PredictPCR(crypto.SHA256, b.Manifest.Body.Firmware.Measurement()), []byte(secret))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return blob
+		sim := swtpmtest.StartWithState(t, tpmDir)
+		defer sim.Stop()
+		keyDir := t.TempDir()
+		info, err := hsm.GenerateSealedTo(context.Background(), "tpm-sealed:"+filepath.Join(keyDir, "v1.sealed"),
+			v1.Manifest.Body.Firmware.PCRValues(), hsm.Options{TPM: tpm.Config{Addr: sim.Addr()}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodeKey = info.KeyID
+		sealed, err := os.ReadFile(filepath.Join(keyDir, "v1.sealed"))
+		if err != nil {
+			t.Fatal(err)
 		}
 		writeData(t, disk, map[string][]byte{
 			"/network.json":     []byte(`{"hostname":"hm-e2e","interfaces":[{"name":"eth0","addresses":["198.18.5.10/24"],"gateway":"198.18.5.2"}]}`),
-			"/keys/v1.sealed":   seal(v1, "key sealed to release 1"),
-			"/keys/v2.sealed":   seal(v2, "key sealed to release 2"),
+			"/keys/v1.sealed":   sealed,
 			"/keys/junk.sealed": []byte("not a sealed key"),
 		})
 	}()
 	port := freePort(t)
+	t.Logf("node key %s sealed to v1's PCR %d value %x", nodeKey, images.MeasurementPCR, v1.Manifest.Body.Firmware.PCRValues()[images.MeasurementPCR])
 
-	t.Run("v1 boots, measures and unseals only its own key", func(t *testing.T) {
+	t.Run("v1 boots, measures, and its node opens the key sealed to v1", func(t *testing.T) {
 		bootStart := time.Now()
 		v, sel := boot(t, disk, tpmDir, port)
 		if sel.Boot.Slot != bootctl.SlotA || sel.Boot.Trial {
@@ -499,25 +515,43 @@ func TestBootE2E(t *testing.T) {
 		}
 		v.waitFor(t, `msg="hallmark init starting" .*version=1\.0\.0 .*pid=1$`, 2*time.Minute)
 		checkMeasurement(t, v, bootctl.SlotA, v1)
-		v.waitFor(t, `msg="key unsealed" .*key=v1 `, time.Minute)
-		v.waitFor(t, `msg="key not unsealed" .*key=v2 .*sealed to another firmware measurement`, time.Minute)
-		v.waitFor(t, `msg="key not unsealed" .*key=junk `, time.Minute)
+		v.waitFor(t, `test node: key v1 opened: id `+nodeKey.String(), time.Minute)
+		v.waitFor(t, `test node: key junk not opened: .*not a sealed key file`, time.Minute)
 		v.waitFor(t, `msg="network interface up" .*name=eth0`, time.Minute)
 		v.waitFor(t, `msg="node ready"`, time.Minute)
 		c := v.waitFor(t, `msg="anti-rollback counter" .*value=(\d+)`, time.Minute)
-		if n, _ := strconv.Atoi(c[1]); n < 1 {
-			t.Fatalf("counter %d after running security version 1", n)
+		if n, _ := strconv.Atoi(c[1]); n != 1 {
+			t.Fatalf("counter %d after committing security version 1 on a new TPM, want 1", n)
 		}
 		h := getHealth(t, port)
-		if h.Slot != "A" || h.Version != "1.0.0" || strings.Join(h.Keys, ",") != "v1" {
+		if h.Slot != "A" || h.Version != "1.0.0" || h.keyIDs() != "v1="+nodeKey.String() {
 			t.Fatalf("node reports %+v", h)
 		}
 		t.Logf("boot to healthy node: %v", time.Since(bootStart).Round(time.Second))
+
+		// Before the update, the running node reseals its key to the PCR
+		// value v2 will produce (hsm.ResealTo), keeping v1's copy for a
+		// fallback.
+		resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/reseal?key=v1&to=v2&pcr=%x", port,
+			v2.Manifest.Body.Firmware.PCRValues()[images.MeasurementPCR]), "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var info hsm.KeyInfo
+		err = json.NewDecoder(resp.Body).Decode(&info)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK || info.KeyID != nodeKey {
+			t.Fatalf("reseal for v2: %s, %+v, %v", resp.Status, info, err)
+		}
+		v.waitFor(t, `test node: key v1 resealed to v2: id `+nodeKey.String(), time.Minute)
 		v.kill()
 	})
 
-	t.Run("update to v2 in slot B commits and advances the counter", func(t *testing.T) {
+	t.Run("update to v2 in slot B commits and advances the counter; v1's key stays sealed", func(t *testing.T) {
 		floor := readCounter(t, tpmDir)
+		if floor != 1 {
+			t.Fatalf("counter %d before the update, want 1", floor)
+		}
 		rep, err := update(t, disk, v2, e.policy, floor)
 		if err != nil {
 			t.Fatal(err)
@@ -531,15 +565,15 @@ func TestBootE2E(t *testing.T) {
 		}
 		v.waitFor(t, `msg="booted slot" .*slot=B trial=true`, 2*time.Minute)
 		checkMeasurement(t, v, bootctl.SlotB, v2)
-		v.waitFor(t, `msg="key unsealed" .*key=v2 `, time.Minute)
-		v.waitFor(t, `msg="key not unsealed" .*key=v1 .*sealed to another firmware measurement`, time.Minute)
+		v.waitFor(t, `test node: key v1 not opened: .*wrong PCR state`, time.Minute)
+		v.waitFor(t, `test node: key v2 opened: id `+nodeKey.String(), time.Minute)
 		v.waitFor(t, `msg="slot committed" .*slot=B version=2\.0\.0`, time.Minute)
 		c := v.waitFor(t, `msg="anti-rollback counter" .*value=(\d+)`, time.Minute)
-		if n, _ := strconv.Atoi(c[1]); n < 2 {
-			t.Fatalf("counter %d after committing security version 2", n)
+		if n, _ := strconv.Atoi(c[1]); n != 2 {
+			t.Fatalf("counter %d after committing security version 2, want 2", n)
 		}
 		h := getHealth(t, port)
-		if h.Slot != "B" || h.Version != "2.0.0" || strings.Join(h.Keys, ",") != "v2" {
+		if h.Slot != "B" || h.Version != "2.0.0" || h.keyIDs() != "v2="+nodeKey.String() || !strings.Contains(h.Failed["v1"], "wrong PCR state") {
 			t.Fatalf("node reports %+v", h)
 		}
 		v.kill()
@@ -551,8 +585,8 @@ func TestBootE2E(t *testing.T) {
 
 	t.Run("v1 is now refused as a rollback", func(t *testing.T) {
 		floor := readCounter(t, tpmDir)
-		if floor < 2 {
-			t.Fatalf("TPM counter %d", floor)
+		if floor != 2 {
+			t.Fatalf("TPM counter %d, want 2", floor)
 		}
 		before := deviceState(t, disk)
 		if _, err := update(t, disk, v1, e.policy, floor); !errors.Is(err, flash.ErrRollback) {
@@ -588,13 +622,16 @@ func TestBootE2E(t *testing.T) {
 		v.waitFor(t, `msg="booted slot" .*slot=B trial=false`, 2*time.Minute)
 		checkMeasurement(t, v, bootctl.SlotB, v2)
 		v.waitFor(t, `msg="node ready"`, time.Minute)
-		if h := getHealth(t, port); h.Version != "2.0.0" {
+		if h := getHealth(t, port); h.Version != "2.0.0" || h.keyIDs() != "v2="+nodeKey.String() {
 			t.Fatalf("node after fallback reports %+v", h)
 		}
 		v.kill()
 		st := deviceState(t, disk)
 		if st.Active != bootctl.SlotB || st.A.State != bootctl.Bad || st.A.Firmware.Version != "3.0.0-broken" {
 			t.Fatalf("boot control after fallback: %+v", st)
+		}
+		if n := readCounter(t, tpmDir); n != 2 {
+			t.Fatalf("counter %d after the failed update, want 2", n)
 		}
 	})
 	t.Logf("whole test: %v", time.Since(start).Round(time.Second))

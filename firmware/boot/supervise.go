@@ -27,8 +27,11 @@ type NodeEnv struct {
 	Release images.Release
 	// DataDir is the mounted data partition.
 	DataDir string
-	// KeysDir holds the unsealed keys, one file each, on a tmpfs.
-	KeysDir string
+	// KeyDir holds the device's key files (see [KeyDir]); the node opens
+	// its key with hsm.Open.
+	KeyDir string
+	// TPM is the TPM device the booted slot was measured into.
+	TPM string
 }
 
 // NodeRunner runs the node until it exits or ctx is cancelled, and calls
@@ -131,7 +134,8 @@ func ExecNode(r *Reaper, argv, env []string, stopTimeout time.Duration) NodeRunn
 			fmt.Sprintf("HALLMARK_TRIAL=%t", ne.Trial),
 			"HALLMARK_VERSION=" + ne.Release.Version,
 			"HALLMARK_DATA=" + ne.DataDir,
-			"HALLMARK_KEYS=" + ne.KeysDir,
+			"HALLMARK_KEY_DIR=" + ne.KeyDir,
+			"HALLMARK_TPM=" + ne.TPM,
 		}, env...)
 		pid, done, err := r.Start(argv, &os.ProcAttr{
 			Dir:   "/",

@@ -103,7 +103,7 @@ type XDP struct {
 // Mempool bounds the pool of pending transactions.
 type Mempool struct {
 	// MaxTxs and MaxBytes bound the pool; beyond them submissions get a
-	// busy answer. Defaults 50000 and 64 MiB.
+	// busy answer. Defaults 20000 and 64 MiB.
 	MaxTxs   int   `json:"maxTxs"`
 	MaxBytes int64 `json:"maxBytes"`
 	// VerifiedCache is how many verified transactions are remembered so
@@ -116,9 +116,14 @@ type Mempool struct {
 // Blocks tunes block building.
 type Blocks struct {
 	// IdleWait is how long a leader with no pending transactions waits
-	// before proposing an empty block. Default "300ms"; it must stay well
-	// under the chain's base round timeout.
+	// before proposing an empty block. Default "500ms"; the node caps it at
+	// half the chain's base round timeout, so that a proposal always
+	// arrives in time.
 	IdleWait Duration `json:"idleWait"`
+	// MinInterval is the least time between a block's timestamp and its
+	// child's proposal, unless a full block is pending. Default "25ms";
+	// "0s" proposes at network speed (lowest latency, most blocks).
+	MinInterval *Duration `json:"minInterval"`
 }
 
 // API tunes the HTTP API.
@@ -397,10 +402,11 @@ const (
 	DefaultBurst               = 4000
 	DefaultMaxAge              = 60 * time.Second
 	DefaultMaxFuture           = 5 * time.Second
-	DefaultMempoolTxs          = 50_000
+	DefaultMempoolTxs          = 20_000
 	DefaultMempoolBytes        = 64 << 20
 	DefaultVerifiedCache       = 200_000
-	DefaultIdleWait            = 300 * time.Millisecond
+	DefaultIdleWait            = 500 * time.Millisecond
+	DefaultMinInterval         = 25 * time.Millisecond
 	DefaultMaxBodyBytes        = 2 << 20
 	DefaultAuthWindow          = 60 * time.Second
 	DefaultLogLevel            = "info"
@@ -451,6 +457,10 @@ func (c *Config) setDefaults() {
 	}
 	if c.Blocks.IdleWait == 0 {
 		c.Blocks.IdleWait = Duration(DefaultIdleWait)
+	}
+	if c.Blocks.MinInterval == nil {
+		d := Duration(DefaultMinInterval)
+		c.Blocks.MinInterval = &d
 	}
 	if c.API.MaxBodyBytes == 0 {
 		c.API.MaxBodyBytes = DefaultMaxBodyBytes
@@ -531,6 +541,9 @@ func (c *Config) Validate() error {
 	}
 	if d := c.Blocks.IdleWait.D(); d < time.Millisecond || d > 10*time.Second {
 		return fieldErr("blocks.idleWait", "must be between 1ms and 10s")
+	}
+	if d := c.Blocks.MinInterval.D(); d < 0 || d > time.Second {
+		return fieldErr("blocks.minInterval", "must be between 0s and 1s")
 	}
 	if c.API.MaxBodyBytes < 64<<10 || c.API.MaxBodyBytes > 64<<20 {
 		return fieldErr("api.maxBodyBytes", "must be between 64 KiB and 64 MiB")

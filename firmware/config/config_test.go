@@ -40,6 +40,7 @@ func TestDefaults(t *testing.T) {
 		{"mempool.maxTxs", c.Mempool.MaxTxs, DefaultMempoolTxs},
 		{"mempool.maxBytes", c.Mempool.MaxBytes, int64(DefaultMempoolBytes)},
 		{"blocks.idleWait", c.Blocks.IdleWait.D(), DefaultIdleWait},
+		{"blocks.minInterval", c.Blocks.MinInterval.D(), DefaultMinInterval},
 		{"api.maxBodyBytes", c.API.MaxBodyBytes, int64(DefaultMaxBodyBytes)},
 		{"api.authWindow", c.API.AuthWindow.D(), DefaultAuthWindow},
 		{"log.level", c.Log.Level, "info"},
@@ -51,11 +52,11 @@ func TestDefaults(t *testing.T) {
 	}
 	// Explicit zeros that mean something stay.
 	c2, err := Parse([]byte(`{"nodeKey": "tpm:handle=0x81000010", "dataDir": "d", "genesis": "g",
-		"storage": {"scrubInterval": "0s"}, "xdp": {"ratePerSec": 0}}`))
+		"storage": {"scrubInterval": "0s"}, "xdp": {"ratePerSec": 0}, "blocks": {"minInterval": "0s"}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c2.Storage.ScrubInterval.D() != 0 || *c2.XDP.RatePerSec != 0 {
+	if c2.Storage.ScrubInterval.D() != 0 || *c2.XDP.RatePerSec != 0 || c2.Blocks.MinInterval.D() != 0 {
 		t.Errorf("explicit zeros replaced: scrub %v rate %d", c2.Storage.ScrubInterval.D(), *c2.XDP.RatePerSec)
 	}
 	// A configuration written back parses to the same thing.

@@ -468,81 +468,119 @@ func (t *Tree) Build(req consensus.BuildProposal, chainID string, pick func(para
 		Timestamp: req.Timestamp, Epoch: req.Epoch, Round: req.Round, Proposer: req.Proposer,
 	}}
 	mustBeEmpty := req.Empty || (parent.Next != nil && !first)
-	var rejected []Rejected
+	var cands []*ledger.Transaction
 	if !mustBeEmpty {
 		chain := t.ChainTxs(parent)
 		skip := func(id ledger.TxID) bool {
 			_, in := chain[id]
 			return in || t.cfg.Committed(id)
 		}
-		cands := pick(cfg.Params, skip)
-		if len(cands) > 0 {
-			err := t.View(parent, func(v app.View) error {
-				checker, err := t.cfg.Executor.NewChecker(v, req.Timestamp)
-				if err != nil {
-					return err
-				}
-				for _, tx := range cands {
-					if err := checker.Check(tx); err != nil {
-						if reason.Of(err) == reason.Internal {
-							return err
-						}
-						rejected = append(rejected, Rejected{Tx: tx, Err: err})
-						continue
-					}
-					block.Txs = append(block.Txs, *tx)
-				}
-				return nil
-			})
-			if err != nil {
-				return nil, nil, nil, fmt.Errorf("exec: checking candidates: %w", err)
-			}
-		}
+		cands = pick(cfg.Params, skip)
 	}
-	body, err := block.Seal()
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("exec: sealing: %w", err)
-	}
-	root, shard, err := shards(body, cfg.Validators.N(), t.ShardIndex(cfg))
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("exec: shards: %w", err)
-	}
-	block.Header.ShardRoot = root
-	id := ledger.BlockID{}
 	if mustBeEmpty {
-		block.Header.StateRoot = parent.Header.StateRoot
-		id = block.Header.ID()
-		b := &Block{ID: id, Block: block, Header: block.Header, Epoch: cfg, Pending: parent.Pending, Next: parent.Next,
+		body, err := block.Seal()
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("exec: sealing: %w", err)
+		}
+		root, shard, err := shards(body, cfg.Validators.N(), t.ShardIndex(cfg))
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("exec: shards: %w", err)
+		}
+		block.Header.ShardRoot, block.Header.StateRoot = root, parent.Header.StateRoot
+		b := &Block{ID: block.Header.ID(), Block: block, Header: block.Header, Epoch: cfg, Pending: parent.Pending, Next: parent.Next,
 			Shard: shard, Seen: t.cfg.Now(), parent: parent}
 		t.add(b)
-		return b, nil, rejected, nil
+		return b, nil, nil, nil
 	}
+
+	// The candidates passed the ledger's admission checks when the mempool
+	// took them, so the leader executes them at once rather than checking
+	// each again. What it must still catch: a transaction that would fail
+	// before consuming its id (too old or too new at this block's time, or
+	// a duplicate) — proposing it would burn the id in the transaction
+	// index although the ledger left no trace — and payloads, which
+	// execution never sees. Those with payloads go through the full check
+	// first; the others are dropped from the block and the block executed
+	// again if their execution result says so (rarely).
+	var rejected []Rejected
 	var out *app.Output
 	var pending bool
 	var next *consensus.EpochConfig
-	err = t.View(parent, func(v app.View) error {
-		o, err := t.cfg.Executor.ExecuteBlock(v, parent.Header.StateRoot, block)
-		if err != nil {
-			return err
+	var shard *erasure.Shard
+	err := t.View(parent, func(v app.View) error {
+		var checker *app.Checker
+		kept := cands[:0:0]
+		for _, tx := range cands {
+			if tx.Payload != nil || tx.Body.PayloadDigest != nil {
+				if checker == nil {
+					var err error
+					if checker, err = t.cfg.Executor.NewChecker(v, req.Timestamp); err != nil {
+						return err
+					}
+				}
+				if err := checker.Check(tx); err != nil {
+					if reason.Of(err) == reason.Internal {
+						return err
+					}
+					rejected = append(rejected, Rejected{Tx: tx, Err: err})
+					continue
+				}
+			}
+			kept = append(kept, tx)
 		}
-		out = o
-		pending, next, err = epochAfter(&layeredView{layers: []writeSet{o.Writes}, base: v}, o, cfg, parent, first, req.Height)
-		return err
+		// Each round drops at least one transaction, so this ends.
+		for {
+			block.Txs = block.Txs[:0]
+			for _, tx := range kept {
+				block.Txs = append(block.Txs, *tx)
+			}
+			body, err := block.Seal()
+			if err != nil {
+				return fmt.Errorf("sealing: %w", err)
+			}
+			root, sh, err := shards(body, cfg.Validators.N(), t.ShardIndex(cfg))
+			if err != nil {
+				return fmt.Errorf("shards: %w", err)
+			}
+			block.Header.ShardRoot, shard = root, sh
+			o, err := t.cfg.Executor.ExecuteBlock(v, parent.Header.StateRoot, block)
+			if err != nil {
+				return err
+			}
+			again := kept[:0:0]
+			for i, r := range o.Results {
+				if leavesNoTrace(r.Code) {
+					rejected = append(rejected, Rejected{Tx: kept[i], Err: reason.New(r.Code, r.Detail)})
+					continue
+				}
+				again = append(again, kept[i])
+			}
+			if len(again) == len(kept) {
+				out = o
+				pending, next, err = epochAfter(&layeredView{layers: []writeSet{o.Writes}, base: v}, o, cfg, parent, first, req.Height)
+				return err
+			}
+			kept = again
+		}
 	})
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("exec: executing the proposal: %w", err)
+		return nil, nil, nil, fmt.Errorf("exec: building the proposal: %w", err)
 	}
 	block.Header.StateRoot = out.StateRoot
-	id = block.Header.ID()
 	if next != nil {
 		n := withSelf(*next, t.cfg.Self)
 		next = &n
 	}
-	b := &Block{ID: id, Block: block, Header: block.Header, Output: out, Epoch: cfg, Pending: pending, Next: next,
+	b := &Block{ID: block.Header.ID(), Block: block, Header: block.Header, Output: out, Epoch: cfg, Pending: pending, Next: next,
 		Shard: shard, Seen: t.cfg.Now(), parent: parent, writes: out.Writes, txs: txSet(block)}
 	t.add(b)
 	return b, b.reconfig(), rejected, nil
 }
+
+// leavesNoTrace reports whether a transaction failing with code failed
+// before its id was consumed (form, chain, body, payload rule, time window,
+// duplicate, signatures): docs/TRANSACTIONS.md §2, steps 1–6.
+func leavesNoTrace(c reason.Code) bool { return c >= 100 && c < 300 }
 
 func (t *Tree) add(b *Block) {
 	t.mu.Lock()

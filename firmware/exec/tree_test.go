@@ -15,6 +15,7 @@ import (
 	"hallmark/gm"
 	"hallmark/ledger"
 	"hallmark/ledger/app"
+	"hallmark/ledger/reason"
 	"hallmark/ledger/txs"
 )
 
@@ -121,16 +122,23 @@ func TestBuildValidateCommit(t *testing.T) {
 		}
 		batch = append(batch, tx)
 	}
-	// A transaction from an unknown sender is left out, with its reason.
+	// A transaction that would fail without a trace (too old for the
+	// block) is left out, with its reason; one that fails after its id is
+	// consumed (an unknown sender) goes in, recorded as failed.
+	bad, _ := c.RecordAt(c.Kiosk, "customs.declaration", ts-20*60*1000)
 	stranger, _ := gm.GenerateKey(nil)
-	bad, _ := c.RecordAt(stranger, "customs.declaration", ts)
-	b1, next, rej := leader.build(leader.tree.Root(), 1, append(batch, bad)...)
+	failing, _ := c.RecordAt(stranger, "customs.declaration", ts)
+	b1, next, rej := leader.build(leader.tree.Root(), 1, append(batch, bad, failing)...)
 	if next != nil {
 		t.Fatal("a plain block ended the epoch")
 	}
-	if len(b1.Block.Txs) != 5 || len(rej) != 1 || rej[0].Tx != bad {
+	if len(b1.Block.Txs) != 6 || len(rej) != 1 || rej[0].Tx != bad || reason.Of(rej[0].Err) != reason.TooOld {
 		t.Fatalf("block has %d txs, %d rejected", len(b1.Block.Txs), len(rej))
 	}
+	if r := b1.Output.Results[5]; r.Code != reason.UnknownSender {
+		t.Fatalf("the unknown sender's result: %+v", r)
+	}
+	batch = append(batch, failing)
 	if b1.Shard == nil || b1.Shard.Index != 0 {
 		t.Fatalf("leader's shard %+v", b1.Shard)
 	}
@@ -142,8 +150,8 @@ func TestBuildValidateCommit(t *testing.T) {
 		t.Fatal("voter's execution differs from the leader's")
 	}
 	// Signatures were verified once on the voter, not again at execution.
-	if s := voter.tree.cfg.Sigs.Stats(); s.Verified != 5 {
-		t.Fatalf("voter verified %d transactions, want 5", s.Verified)
+	if s := voter.tree.cfg.Sigs.Stats(); s.Verified != 6 {
+		t.Fatalf("voter verified %d transactions, want 6", s.Verified)
 	}
 
 	// A child repeating a transaction of its uncommitted parent is refused.

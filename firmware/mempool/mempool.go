@@ -128,6 +128,14 @@ func (p *Pool) Bytes() int64 {
 	return p.bytes
 }
 
+// Full reports whether the pool has no room (ingress.FullReporter): the
+// kiosk ingress then answers busy before verifying anything.
+func (p *Pool) Full() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.byID) >= p.cfg.MaxTxs || p.bytes >= p.cfg.MaxBytes
+}
+
 // Has reports whether the transaction is pending.
 func (p *Pool) Has(id ledger.TxID) bool {
 	p.mu.Lock()

@@ -106,6 +106,9 @@ func TestBusyWhenFull(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if !f.pool.Full() {
+		t.Fatal("a full pool says it has room")
+	}
 	extra := c.Record(t, c.Kiosk, "a.b")
 	if err := f.pool.Add(extra, FromAPI); !errors.Is(err, ErrBusy) {
 		t.Fatalf("full pool: %v", err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"hallmark/consensus"
@@ -15,6 +16,10 @@ import (
 	"hallmark/ledger/reason"
 	"hallmark/storage"
 )
+
+// syncRebuildTimeout bounds rebuilding a pruned body to serve a peer's
+// sync request.
+const syncRebuildTimeout = 3 * time.Second
 
 // maxProposalPayloads bounds the payload bytes one proposal carries, so
 // that a proposal fits a peer message.
@@ -30,7 +35,11 @@ type consensusApp struct{ n *Node }
 func (a consensusApp) ValidateBlock(_ context.Context, req consensus.ValidateBlock) (*consensus.EpochConfig, error) {
 	start := time.Now()
 	_, next, err := a.n.tree.Validate(req.Block, req.Parent.ID, req.MustBeEmpty, req.Committed)
-	a.n.metrics.ExecDuration.WithLabelValues("validate").Observe(time.Since(start).Seconds())
+	d := time.Since(start)
+	a.n.metrics.ExecDuration.WithLabelValues("validate").Observe(d.Seconds())
+	if err == nil {
+		a.n.cost.observe(d, len(req.Block.Txs))
+	}
 	return next, err
 }
 
@@ -43,36 +52,25 @@ func (a consensusApp) BuildProposal(ctx context.Context, req consensus.BuildProp
 	if parent == nil {
 		return nil, nil, fmt.Errorf("node: proposal parent %s unknown", req.Parent.ID)
 	}
-	if !req.Empty && n.pool.Len() == 0 && len(n.tree.ChainTxs(parent)) == 0 {
-		deadline := time.NewTimer(n.cfg.Blocks.IdleWait.D())
-		tick := time.NewTicker(2 * time.Millisecond)
-	wait:
-		for {
-			select {
-			case <-ctx.Done():
-				deadline.Stop()
-				tick.Stop()
-				return nil, nil, ctx.Err()
-			case <-deadline.C:
-				break wait
-			case <-tick.C:
-				if n.pool.Len() > 0 {
-					break wait
-				}
-			}
+	if !req.Empty {
+		if err := n.paceProposal(ctx, req, parent); err != nil {
+			return nil, nil, err
 		}
-		deadline.Stop()
-		tick.Stop()
 	}
 	start := time.Now()
 	b, next, rejected, err := n.tree.Build(req, n.chainID, func(p ledger.Params, skip func(ledger.TxID) bool) []*ledger.Transaction {
 		var payloads int
-		return n.pool.Pick(int(p.MaxBlockTxs), int64(p.MaxBlockBytes)-64, skip, func(tx *ledger.Transaction) bool {
+		budget := time.Duration(p.BaseTimeoutMs) * time.Millisecond / 5
+		return n.pool.Pick(min(int(p.MaxBlockTxs), n.cost.maxTxs(budget)), int64(p.MaxBlockBytes)-64, skip, func(tx *ledger.Transaction) bool {
 			payloads += len(tx.Payload)
 			return payloads <= maxProposalPayloads
 		})
 	})
-	n.metrics.ExecDuration.WithLabelValues("build").Observe(time.Since(start).Seconds())
+	d := time.Since(start)
+	n.metrics.ExecDuration.WithLabelValues("build").Observe(d.Seconds())
+	if err == nil {
+		n.cost.observe(d, len(b.Block.Txs))
+	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -87,6 +85,57 @@ func (a consensusApp) BuildProposal(ctx context.Context, req consensus.BuildProp
 	}
 	n.pool.Remove(drop)
 	return b.Block, next, nil
+}
+
+// paceProposal waits before a proposal, by two time limits: a leader with
+// nothing to propose (no pending transactions, none uncommitted below)
+// waits up to the idle wait for transactions; any other waits until
+// blocks.minInterval after it executed the parent (its header's timestamp
+// is the round's start, which lags when rounds wait) unless a full block
+// is pending. The first keeps an idle chain to a couple of empty blocks a
+// second, the second bounds the block rate under a trickle of transactions
+// (each of which otherwise brings the two blocks that commit it at network
+// speed).
+func (n *Node) paceProposal(ctx context.Context, req consensus.BuildProposal, parent *exec.Block) error {
+	params := n.currentEpoch().Params
+	var wait time.Duration
+	if n.pool.Len() == 0 && len(n.tree.ChainTxs(parent)) == 0 {
+		wait = min(n.cfg.Blocks.IdleWait.D(), time.Duration(params.BaseTimeoutMs)*time.Millisecond/2)
+	} else {
+		wait = time.Until(parent.Seen.Add(n.cfg.Blocks.MinInterval.D()))
+	}
+	if wait <= 0 {
+		return nil
+	}
+	full := min(int(params.MaxBlockTxs), n.cost.maxTxs(time.Duration(params.BaseTimeoutMs)*time.Millisecond/5))
+	idle := n.pool.Len() == 0
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline.C:
+			return nil
+		case <-tick.C:
+			// An idle leader proposes as soon as a transaction comes (then
+			// paced by the minimum interval); a busy one when a block fills.
+			if l := n.pool.Len(); (idle && l > 0) || l >= full {
+				if idle {
+					idle = false
+					rest := time.Until(parent.Seen.Add(n.cfg.Blocks.MinInterval.D()))
+					if rest <= 0 || l >= full {
+						return nil
+					}
+					deadline.Reset(rest)
+					continue
+				}
+				return nil
+			}
+		}
+	}
 }
 
 // Commit implements driver.App. The blocks are final: the execution tree
@@ -198,6 +247,43 @@ func (n *Node) recheckPool(touched map[ledger.Address]bool, all bool) {
 	}
 }
 
+// costEstimate follows what executing a transaction costs this node
+// (validating or building a block, per transaction), so that a leader
+// proposes no more than the others can validate within a fraction of the
+// round timeout: blocks grow with the load up to what the machine does in
+// time, instead of timing out and stalling the chain.
+type costEstimate struct {
+	mu    sync.Mutex
+	perTx time.Duration // moving average; 0 until measured
+}
+
+// minBlockCap is the fewest transactions a block may be capped at.
+const minBlockCap = 200
+
+func (c *costEstimate) observe(d time.Duration, txs int) {
+	if txs < 20 {
+		return // fixed costs dominate small blocks
+	}
+	v := d / time.Duration(txs)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.perTx == 0 {
+		c.perTx = v
+	} else {
+		c.perTx = (4*c.perTx + v) / 5
+	}
+}
+
+// maxTxs returns how many transactions fit the time budget.
+func (c *costEstimate) maxTxs(budget time.Duration) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.perTx <= 0 {
+		return 1 << 30
+	}
+	return max(minBlockCap, int(budget/c.perTx))
+}
+
 // countRejection counts a mempool refusal by reason.
 func (n *Node) countRejection(err error) {
 	switch {
@@ -278,7 +364,11 @@ func (a consensusApp) CommittedHeight() (uint64, error) {
 // payloads this node still has, and the proof stored beside it.
 func (a consensusApp) CommittedBlock(h uint64) (*ledger.Block, *consensus.CommitProof, error) {
 	n := a.n
-	b, err := n.store.Block(context.Background(), h, n.transport)
+	// This runs on the consensus application goroutine: a body that must
+	// be rebuilt from peers gets a short deadline, not the request default.
+	ctx, cancel := context.WithTimeout(context.Background(), syncRebuildTimeout)
+	defer cancel()
+	b, err := n.store.Block(ctx, h, n.transport)
 	if err != nil {
 		return nil, nil, err
 	}

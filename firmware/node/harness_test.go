@@ -78,6 +78,8 @@ type clusterOptions struct {
 	signers []gm.Signer // default: software keys
 	n       int
 	extra   string // extra top-level JSON config fields, e.g. `"tpm": "..."`
+	params  *ledger.Params
+	window  func(i int) int // storage window of node i (default 1000)
 	nodeKey func(i int) string
 }
 
@@ -91,7 +93,7 @@ func newCluster(t *testing.T, o clusterOptions) *cluster {
 	for i := range addrs {
 		addrs[i] = fmt.Sprintf("127.0.0.1:%d", freeUDPPort(t))
 	}
-	c := &cluster{t: t, chain: testchain.New(t, testchain.Options{Validators: o.signers, Addrs: addrs, Time: time.Now().Add(-time.Second).UnixMilli()})}
+	c := &cluster{t: t, chain: testchain.New(t, testchain.Options{Validators: o.signers, Addrs: addrs, Params: o.params, Time: time.Now().Add(-time.Second).UnixMilli()})}
 	dir := t.TempDir()
 	gpath := filepath.Join(dir, "genesis.cbor")
 	if err := genesis.Write(gpath, c.chain.Doc); err != nil {
@@ -106,6 +108,10 @@ func newCluster(t *testing.T, o clusterOptions) *cluster {
 		if o.nodeKey != nil {
 			key = o.nodeKey(i)
 		}
+		window := 1000
+		if o.window != nil {
+			window = o.window(i)
+		}
 		extra := ""
 		if o.extra != "" {
 			extra = "," + o.extra
@@ -115,11 +121,11 @@ func newCluster(t *testing.T, o clusterOptions) *cluster {
   "dataDir": "data",
   "genesis": %q,
   "listen": {"peer": %q, "kiosk": "127.0.0.1:0", "api": "127.0.0.1:0"},
-  "storage": {"scrubInterval": "0s"},
+  "storage": {"scrubInterval": "0s", "window": %d},
   "blocks": {"idleWait": "50ms"},
   "mempool": {"workers": 2},
   "log": {"level": "debug"}%s
-}`, key, gpath, addrs[i], extra)
+}`, key, gpath, addrs[i], window, extra)
 		p := filepath.Join(ndir, "node.json")
 		if err := os.WriteFile(p, []byte(doc), 0o600); err != nil {
 			t.Fatal(err)

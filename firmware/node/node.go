@@ -96,6 +96,7 @@ type Node struct {
 	receiptKey *gm.PrivateKey
 	delegation atomic.Pointer[kiosk.Delegation]
 
+	cost       costEstimate
 	commitQ    chan *commitJob
 	commitMu   sync.Mutex
 	commitFail error
@@ -453,6 +454,13 @@ func (n *Node) refreshPeers() {
 	n.xdpPeers = addrs
 }
 
+// currentEpoch returns the configuration of the epoch storage has reached.
+func (n *Node) currentEpoch() consensus.EpochConfig {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.epoch
+}
+
 // enterEpoch records an epoch change and updates the peers.
 func (n *Node) enterEpoch(next consensus.EpochConfig) {
 	n.mu.Lock()
@@ -494,7 +502,7 @@ func (n *Node) renewDelegation(ctx context.Context) error {
 
 func (n *Node) openAPI() error {
 	h, err := api.New(api.Config{
-		ChainID: n.chainID, Store: n.store, Pool: n.pool, Node: n.self, Status: n.Status,
+		ChainID: n.chainID, Store: n.store, Pool: n.pool, Node: n.self, Status: n.Status, Fetcher: n.transport,
 		Metrics: n.metrics, MaxBodyBytes: n.cfg.API.MaxBodyBytes, AuthWindow: n.cfg.API.AuthWindow.D(),
 		Now: n.now, Logger: n.log.With("part", "api"), Reject: n.countRejection, Pprof: n.cfg.API.Pprof,
 	})

@@ -3,14 +3,18 @@ package node
 import (
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"net/http"
+	"strconv"
 	"testing"
 	"time"
 
 	"hallmark/client"
 	"hallmark/gm"
 	"hallmark/ledger"
+	"hallmark/ledger/txs"
 	"hallmark/netstack/kiosk"
+	"hallmark/storage"
 )
 
 // kioskClient dials node tn's kiosk port and checks receipts against the
@@ -108,7 +112,14 @@ func mustJSON(t *testing.T, v any) []byte {
 // A node that stops misses blocks, restarts from its store, catches up
 // and agrees.
 func TestFourNodes(t *testing.T) {
-	c := newCluster(t, clusterOptions{n: 4})
+	// Node 2 keeps only the last two bodies: older ones it rebuilds from
+	// its peers' shards, over QUIC, when asked.
+	c := newCluster(t, clusterOptions{n: 4, window: func(i int) int {
+		if i == 2 {
+			return 2
+		}
+		return 1000
+	}})
 	c.startAll()
 	c.waitHeight(3, 30*time.Second)
 
@@ -134,6 +145,29 @@ func TestFourNodes(t *testing.T) {
 	}
 	c.checkAgreement()
 
+	// A block whose body node 2 pruned comes back whole, rebuilt from shards.
+	first, err := c.nodes[0].n.Store().TxLocation(ids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.waitHeight(first.Height+4, 30*time.Second)
+	var want, got struct {
+		Txs []ledger.Transaction `json:"transactionList"`
+	}
+	if _, err := c.nodes[2].n.Store().Body(t.Context(), first.Height, nil); !errors.Is(err, storage.ErrUnavailable) {
+		t.Fatalf("node 2 still holds the body locally (%v): the test would prove nothing", err)
+	}
+	path := "/v1/blocks/" + strconv.FormatUint(first.Height, 10)
+	if code := c.nodes[0].api("GET", path, nil, nil, &want); code != 200 {
+		t.Fatalf("node 0 block: %d", code)
+	}
+	if code := c.nodes[2].api("GET", path, nil, nil, &got); code != 200 || len(got.Txs) == 0 || got.Txs[first.Index].ID() != ids[0] {
+		t.Fatalf("node 2 rebuilt block: %d, %d transactions", code, len(got.Txs))
+	}
+	if len(got.Txs) != len(want.Txs) {
+		t.Fatalf("rebuilt block has %d transactions, want %d", len(got.Txs), len(want.Txs))
+	}
+
 	// Restart: node 3 stops; the others go on; it comes back and catches up.
 	victim := c.nodes[3]
 	victim.stop()
@@ -152,4 +186,53 @@ func TestFourNodes(t *testing.T) {
 	if h := c.checkAgreement(); h < target {
 		t.Fatalf("agreed up to %d, want %d", h, target)
 	}
+}
+
+// A parameter change by governance ends the epoch at the next multiple of
+// the epoch length; the node runs on in the new epoch with the new
+// parameters, and after a restart it resumes in that epoch from its store.
+func TestEpochChangeAndRestart(t *testing.T) {
+	params := ledger.DefaultParams()
+	params.BaseTimeoutMs, params.MaxTimeoutMs, params.EpochLength = 500, 4000, 4
+	c := newCluster(t, clusterOptions{n: 1, params: &params})
+	c.startAll()
+	tn := c.nodes[0]
+	c.waitHeight(1, 20*time.Second)
+	changed := params
+	changed.MaxBlockTxs = 1234
+	data, err := txs.Encode(&txs.ParamsChange{Params: changed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gov, err := c.chain.Tx(c.chain.Admin, ledger.TxParamsChange, data, nil, time.Now().UnixMilli())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := mustJSON(t, gov)
+	if code := tn.api("POST", "/v1/admin/transactions", body, signed(t, c, c.chain.Admin, "POST", "/v1/admin/transactions", body, time.Now()), nil); code != 202 {
+		t.Fatalf("gov.params: %d", code)
+	}
+	st := c.waitCommitted(tn, gov.ID(), 20*time.Second)
+	if st.Result == nil || st.Result.Code != 0 {
+		t.Fatalf("gov.params result %+v", st.Result)
+	}
+	c.waitFor("epoch 2", 20*time.Second, func() bool { return tn.n.driver.Status().Epoch == 2 })
+	if got := tn.n.currentEpoch().Params.MaxBlockTxs; got != 1234 {
+		t.Fatalf("epoch 2 runs with MaxBlockTxs %d", got)
+	}
+	h := tn.height()
+	tn.stop()
+	tn.start(true)
+	if ep := tn.n.currentEpoch(); ep.Epoch() != 2 {
+		t.Fatalf("restarted in epoch %d", ep.Epoch())
+	}
+	c.waitHeight(h+3, 20*time.Second)
+	if e := tn.n.driver.Status().Epoch; e != 2 {
+		t.Fatalf("consensus runs in epoch %d after the restart", e)
+	}
+	tx := c.chain.Record(t, c.chain.Kiosk, "customs.declaration")
+	if code := submitJSON(t, tn, tx); code != http.StatusAccepted {
+		t.Fatalf("submit after restart: %d", code)
+	}
+	c.waitCommitted(tn, tx.ID(), 20*time.Second)
 }

@@ -8,14 +8,18 @@
 // objects, sessions) does not, because swtpm is started with
 // startup-clear.
 //
+// [StartEmulator] runs swtpm the way qemu's "-tpmdev emulator" wants it:
+// only a control channel, on a unix socket, through which qemu hands over
+// the data channel and powers the TPM on. An emulator and a TCP instance
+// can take turns on one state directory, so a test provisions a TPM over
+// TCP, boots a virtual machine with it, and inspects it again.
+//
 // Several tests, and several packages' tests, may run swtpm at the same time;
 // every instance picks its own ports. A test that calls Start is skipped only
 // when the swtpm binary is not installed (Debian: swtpm swtpm-tools).
 package swtpmtest
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -23,7 +27,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -39,10 +42,9 @@ type TPM struct {
 	logPath  string
 
 	mu      sync.Mutex
-	cmd     *exec.Cmd
-	exited  chan struct{} // closed when cmd has been waited for
-	port    int           // data (TPM command) port
-	ctrl    int           // swtpm control-channel port
+	proc    *process
+	port    int // data (TPM command) port
+	ctrl    int // swtpm control-channel port
 	running bool
 }
 
@@ -155,28 +157,16 @@ func (s *TPM) launch(port, ctrl int) error {
 		"--flags", "not-need-init,startup-clear",
 		"--log", "file=" + s.logPath + ",level=1",
 	}
-	cmd := exec.Command(s.bin, args...)
-	var stderr bytes.Buffer
-	cmd.Stdout = &stderr
-	cmd.Stderr = &stderr
-	// Its own process group, so a signal meant for the test binary's
-	// group does not reach it and Stop can signal it alone.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("exec %s: %w", s.bin, err)
+	proc, err := spawn(s.bin, args)
+	if err != nil {
+		return err
 	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	deadline := time.Now().Add(startTimeout)
 	for {
 		select {
-		case <-exited:
-			return fmt.Errorf("swtpm exited during start-up (%s): %s %s", cmd.ProcessState, bytes.TrimSpace(stderr.Bytes()), s.Log())
+		case <-proc.exited:
+			return fmt.Errorf("swtpm exited during start-up (%s): %s %s", proc.cmd.ProcessState, proc.output(), s.Log())
 		default:
 		}
 		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
@@ -187,41 +177,26 @@ func (s *TPM) launch(port, ctrl int) error {
 			break
 		}
 		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			<-exited
+			_ = proc.stop()
 			return fmt.Errorf("swtpm did not accept connections on %s within %v: %v", addr, startTimeout, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	s.mu.Lock()
-	s.cmd, s.exited, s.port, s.ctrl, s.running = cmd, exited, port, ctrl, true
+	s.proc, s.port, s.ctrl, s.running = proc, port, ctrl, true
 	s.mu.Unlock()
 	return nil
 }
 
 func (s *TPM) stop() error {
 	s.mu.Lock()
-	cmd, exited, running := s.cmd, s.exited, s.running
+	proc, running := s.proc, s.running
 	s.running = false
 	s.mu.Unlock()
 	if !running {
 		return nil
 	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("signal swtpm (pid %d): %w", cmd.Process.Pid, err)
-	}
-	select {
-	case <-exited:
-		return nil
-	case <-time.After(5 * time.Second):
-	}
-	_ = cmd.Process.Kill()
-	select {
-	case <-exited:
-		return nil
-	case <-time.After(5 * time.Second):
-		return fmt.Errorf("swtpm (pid %d) did not exit after SIGKILL", cmd.Process.Pid)
-	}
+	return proc.stop()
 }
 
 func (s *TPM) shutdown() {

@@ -239,3 +239,52 @@ func (k *Counter) Advance(ctx context.Context, version uint64) (uint64, error) {
 		// iteration reads whether the increment happened.
 	}
 }
+
+// Initialize makes a counter that was never incremented hold a value: it
+// increments it once and returns the result. A counter that holds a value
+// is left as it is. The first value is one above the highest value any
+// counter on this TPM has held (1 on a TPM that never had one), and it
+// cannot be known before the increment: provisioning initialises the
+// firmware counter, so that a TPM whose first value would exceed the
+// release being installed is found before the release is written, rather
+// than by the release's first boot.
+func (k *Counter) Initialize(ctx context.Context) (uint64, error) {
+	cur, err := k.Read(ctx)
+	if err != nil || cur > 0 {
+		return cur, err
+	}
+	err = k.conn.DoOnce(ctx, func(t transport.TPM) error {
+		name, err := k.readPublic(t)
+		if err != nil {
+			return err
+		}
+		_, err = tpm2.NVIncrement{
+			AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(k.conn.ownerAuth)},
+			NVIndex:    tpm2.NamedHandle{Handle: k.index, Name: name},
+		}.Execute(t)
+		return err
+	})
+	if err != nil && !isTransportError(err) {
+		return 0, fmt.Errorf("tpm %s: initialising NV counter 0x%08x: %w", k.conn.Addr(), uint32(k.index), err)
+	}
+	// After a broken connection the increment may or may not have
+	// happened; reading tells.
+	cur, err = k.Read(ctx)
+	if err == nil && cur == 0 {
+		err = fmt.Errorf("tpm %s: NV counter 0x%08x still holds no value after an increment", k.conn.Addr(), uint32(k.index))
+	}
+	return cur, err
+}
+
+// ReadCounter returns the value of the counter at index: zero if no
+// counter is defined there or it was never incremented (no floor yet).
+func ReadCounter(ctx context.Context, c *Conn, index tpm2.TPMHandle) (uint64, error) {
+	k, err := OpenCounter(ctx, c, index)
+	if errors.Is(err, ErrNoCounter) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return k.Read(ctx)
+}

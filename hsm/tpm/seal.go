@@ -120,30 +120,6 @@ func ReadPCRs(ctx context.Context, c *Conn, pcrs []uint) ([][]byte, error) {
 	return values, nil
 }
 
-// ExtendPCR extends the SHA-256 bank of pcr with digest (32 bytes), as
-// booted firmware does with the image digest before unsealing anything.
-func ExtendPCR(ctx context.Context, c *Conn, pcr uint, digest []byte) error {
-	if len(digest) != sha256.Size {
-		return fmt.Errorf("PCR extend needs a %d-byte digest, got %d", sha256.Size, len(digest))
-	}
-	if err := checkPCRs([]uint{pcr}); err != nil {
-		return err
-	}
-	err := c.DoOnce(ctx, func(t transport.TPM) error {
-		_, err := tpm2.PCRExtend{
-			PCRHandle: tpm2.AuthHandle{Handle: tpm2.TPMHandle(pcr), Auth: tpm2.PasswordAuth(nil)},
-			Digests: tpm2.TPMLDigestValues{Digests: []tpm2.TPMTHA{{
-				HashAlg: PCRBank, Digest: digest,
-			}}},
-		}.Execute(t)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("tpm %s: extending PCR %d: %w", c.Addr(), pcr, err)
-	}
-	return nil
-}
-
 // Seal seals secret (at most MaxSealedSize bytes) to the current values
 // of pcrs. The sealed object has no user auth (only the policy unseals
 // it), is fixed to this TPM and its SRK, and is exempt from

@@ -3,6 +3,7 @@ package tpm_test
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/sha256"
 	"errors"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/go-tpm/tpm2"
+	"github.com/google/go-tpm/tpm2/transport"
 
 	"hallmark/hsm/swtpmtest"
 	"hallmark/hsm/tpm"
@@ -411,4 +413,96 @@ func TestMissingDeviceFailsFast(t *testing.T) {
 	if d := time.Since(start); d > time.Second {
 		t.Fatalf("waited %v for a device that does not exist", d)
 	}
+}
+
+// ExtendPCR extends every allocated bank, so no bank is left that could
+// later be brought to the value a sealed key expects, and each bank holds
+// what PredictPCR says.
+func TestExtendPCRExtendsEveryBank(t *testing.T) {
+	c := dial(t, swtpmtest.Start(t))
+	ctx := context.Background()
+	const pcr = 15
+	m1 := sha256.Sum256([]byte("slot content 1"))
+	m2 := sha256.Sum256([]byte("slot content 2"))
+	for _, m := range [][32]byte{m1, m2} {
+		if err := tpm.ExtendPCR(ctx, c, pcr, m[:]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	banks := map[tpm2.TPMAlgID]crypto.Hash{tpm2.TPMAlgSHA1: crypto.SHA1, tpm2.TPMAlgSHA256: crypto.SHA256, tpm2.TPMAlgSHA384: crypto.SHA384, tpm2.TPMAlgSHA512: crypto.SHA512}
+	checked := 0
+	for alg, h := range banks {
+		var got []tpm2.TPM2BDigest
+		err := c.Do(ctx, func(tr transport.TPM) error {
+			rsp, err := tpm2.PCRRead{PCRSelectionIn: tpm2.TPMLPCRSelection{PCRSelections: []tpm2.TPMSPCRSelection{
+				{Hash: alg, PCRSelect: tpm2.PCClientCompatible.PCRs(pcr)},
+			}}}.Execute(tr)
+			if err == nil {
+				got = rsp.PCRValues.Digests
+			}
+			return err
+		})
+		if err != nil || len(got) == 0 {
+			continue // bank not allocated on this TPM
+		}
+		checked++
+		if want := tpm.PredictPCR(h, m1[:], m2[:]); !bytes.Equal(got[0].Buffer, want) {
+			t.Errorf("bank %v: PCR %d = %x, predicted %x", h, pcr, got[0].Buffer, want)
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no PCR bank could be read")
+	}
+	vals, err := tpm.ReadPCRs(ctx, c, []uint{pcr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := tpm.PredictPCR(crypto.SHA256, m1[:], m2[:]); !bytes.Equal(vals[0], want) {
+		t.Fatalf("ReadPCRs = %x, predicted %x", vals[0], want)
+	}
+	t.Logf("%d banks extended and checked", checked)
+	if err := tpm.ExtendPCR(ctx, c, pcr, []byte("short")); err == nil {
+		t.Fatal("a 5-byte measurement was extended")
+	}
+}
+
+// Initialize gives a never-incremented counter its first value, once;
+// on a TPM that held a higher counter before, that value starts above it.
+func TestCounterInitialize(t *testing.T) {
+	c := dial(t, swtpmtest.Start(t))
+	ctx := context.Background()
+	if v, err := tpm.ReadCounter(ctx, c, tpm.FirmwareCounterIndex); err != nil || v != 0 {
+		t.Fatalf("ReadCounter without a counter = %d, %v", v, err)
+	}
+	k, err := tpm.DefineCounter(ctx, c, tpm.FirmwareCounterIndex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := k.Initialize(ctx); err != nil || v != 1 {
+		t.Fatalf("first Initialize on a fresh TPM = %d, %v; want 1", v, err)
+	}
+	if v, err := k.Initialize(ctx); err != nil || v != 1 {
+		t.Fatalf("second Initialize = %d, %v; want 1 (unchanged)", v, err)
+	}
+	if v, err := k.Advance(ctx, 4); err != nil || v != 4 {
+		t.Fatalf("advance after initialising = %d, %v; want exactly 4", v, err)
+	}
+	if v, err := tpm.ReadCounter(ctx, c, tpm.FirmwareCounterIndex); err != nil || v != 4 {
+		t.Fatalf("ReadCounter = %d, %v", v, err)
+	}
+	if err := tpm.UndefineCounter(ctx, c, tpm.FirmwareCounterIndex); err != nil {
+		t.Fatal(err)
+	}
+	k, err = tpm.DefineCounter(ctx, c, tpm.FirmwareCounterIndex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := k.Read(ctx); err != nil || v != 0 {
+		t.Fatalf("redefined counter reads %d, %v before its first increment", v, err)
+	}
+	v, err := k.Initialize(ctx)
+	if err != nil || v <= 4 {
+		t.Fatalf("Initialize of a redefined counter = %d, %v; want above 4", v, err)
+	}
+	t.Logf("a redefined counter starts at %d after one that reached 4", v)
 }

@@ -50,6 +50,14 @@ type Submitter interface {
 	Submit(ctx context.Context, tx *ledger.Transaction) Result
 }
 
+// FullReporter is implemented by a Submitter that can tell cheaply that it
+// has no room. The ingress then answers "node busy" before verifying the
+// datagram's signatures, so that an overloaded node spends no verification
+// on transactions it would refuse anyway.
+type FullReporter interface {
+	Full() bool
+}
+
 // Config configures a [Server].
 type Config struct {
 	// ChainID is the network's chain id; other chains' transactions are
@@ -267,6 +275,11 @@ func (s *Server) handle(ctx context.Context, j job) {
 	now := s.cfg.Now().UnixMilli()
 	if ts := tx.Body.Timestamp; ts < now-s.cfg.MaxAge.Milliseconds() || ts > now+s.cfg.MaxFuture.Milliseconds() {
 		s.reject(ctx, h.TxID, digest, kiosk.ReasonStale, j.from)
+		return
+	}
+	if f, ok := s.cfg.Submitter.(FullReporter); ok && f.Full() {
+		s.stats.busy.Add(1)
+		s.answer(ctx, kiosk.Receipt{TxID: h.TxID, DatagramDigest: digest, Status: kiosk.StatusRejected, Reason: kiosk.ReasonBusy}, j.from)
 		return
 	}
 	if err := tx.VerifySignatures(); err != nil {

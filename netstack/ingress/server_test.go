@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,9 +24,13 @@ import (
 // reports repeats as duplicates, refuses memos starting with "refuse" with
 // application code 17, and is busy for memos starting with "busy".
 type mempool struct {
-	mu  sync.Mutex
-	ids map[ledger.TxID]bool
+	mu   sync.Mutex
+	ids  map[ledger.TxID]bool
+	full atomic.Bool
 }
+
+// Full implements ingress.FullReporter.
+func (m *mempool) Full() bool { return m.full.Load() }
 
 func (m *mempool) Submit(_ context.Context, tx *ledger.Transaction) ingress.Result {
 	m.mu.Lock()
@@ -168,6 +173,34 @@ func TestReceipts(t *testing.T) {
 	st := n.srv.Stats()
 	if st.Accepted != 1 || st.Duplicate != 1 || st.Busy < 2 {
 		t.Fatalf("stats %+v", st)
+	}
+}
+
+// A full mempool gets "node busy" before any signature is verified: even a
+// forged transaction is answered busy, not bad-signature, and nothing is
+// submitted.
+func TestBusyBeforeVerifying(t *testing.T) {
+	n := startNode(t, false, time.Second)
+	key := ledgertest.Key(t)
+	must(t, n.adm.Set(key.PublicKey().ID(), ingress.Admitted))
+	c := n.client(t, 1, 100*time.Millisecond)
+	n.pool.full.Store(true)
+	forged := n.tx(t, key, "", time.Now())
+	forged.Signatures[0][7] ^= 1
+	r, err := c.Submit(context.Background(), forged)
+	must(t, err)
+	if r.Status != kiosk.StatusRejected || r.Reason != kiosk.ReasonBusy {
+		t.Fatalf("receipt %s/%s, want rejected/busy", r.Status, r.Reason)
+	}
+	n.pool.mu.Lock()
+	submitted := len(n.pool.ids)
+	n.pool.mu.Unlock()
+	if submitted != 0 {
+		t.Fatal("a transaction was submitted to a full mempool")
+	}
+	n.pool.full.Store(false)
+	if r, err := c.Submit(context.Background(), forged); err != nil || r.Reason != kiosk.ReasonBadSignature {
+		t.Fatalf("with room: %+v %v", r, err)
 	}
 }
 

@@ -5,8 +5,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -192,9 +196,9 @@ func dialKiosk(ctx context.Context, ns NodeState, chainID string) (*client.Clien
 func (n *Net) banner() {
 	out := n.opts.Out
 	fmt.Fprintf(out, "\nHallmark devnet: chain %s, %d validators on loopback, each key in its own swtpm\n\n", n.State.ChainID, len(n.State.Nodes))
-	fmt.Fprintf(out, "  %-6s %-22s %-22s %-22s %s\n", "node", "HTTP API", "metrics", "kiosk (UDP)", "peer (QUIC)")
+	fmt.Fprintf(out, "  %-6s %-23s %-31s %-16s %s\n", "node", "HTTP API", "metrics", "kiosk (UDP)", "peer (QUIC)")
 	for _, ns := range n.State.Nodes {
-		fmt.Fprintf(out, "  %-6s %-22s %-22s %-22s %s\n", ns.Name, "http://"+ns.API, "http://"+ns.Metrics+"/metrics", ns.Kiosk, ns.Peer)
+		fmt.Fprintf(out, "  %-6s %-23s %-31s %-16s %s\n", ns.Name, "http://"+ns.API, "http://"+ns.Metrics+"/metrics", ns.Kiosk, ns.Peer)
 	}
 	fmt.Fprintf(out, "\n  logs: %s/nodeN/hallmarkd.log    account keys: %s/keys/*.pem\n", n.opts.Dir, n.opts.Dir)
 	fmt.Fprintf(out, "  cluster health: bin/hallmarkctl status --devnet %s\n", n.opts.Dir)
@@ -210,4 +214,29 @@ func (n *Net) howToQuery(id ledger.TxID) {
 	fmt.Fprintf(n.opts.Out, "  curl -s %s/v1/records/%s\n", api, id)
 	fmt.Fprintf(n.opts.Out, "  curl -s %s/v1/transactions/%s\n", api, id)
 	fmt.Fprintf(n.opts.Out, "  bin/hallmarkctl query record %s --api %s\n\n", id, api)
+}
+
+// metricValue reads one sample of a metric from a Prometheus text page.
+func metricValue(url, series string) (float64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, series+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(rest), 64)
+		}
+	}
+	return 0, fmt.Errorf("no %s in %s", series, url)
 }
