@@ -221,8 +221,17 @@ func byzantineMain(path string) int {
 		log.Error("parsing the configuration", "err", err)
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
+	// The handler stays installed until the process exits: the test's
+	// SIGTERM may race the attack's own end, and a handler removed on the
+	// way out would let that signal kill a process that finished cleanly.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, os.Interrupt)
+	go func() {
+		<-sigs
+		cancel()
+	}()
 	st, err := RunByzantine(ctx, cfg, log)
 	if err != nil {
 		log.Error("byzantine", "err", err)
