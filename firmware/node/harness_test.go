@@ -96,7 +96,7 @@ func newCluster(t *testing.T, o clusterOptions) *cluster {
 	c := &cluster{t: t, chain: testchain.New(t, testchain.Options{Validators: o.signers, Addrs: addrs, Params: o.params, Time: time.Now().Add(-time.Second).UnixMilli()})}
 	dir := t.TempDir()
 	gpath := filepath.Join(dir, "genesis.cbor")
-	if err := genesis.Write(gpath, c.chain.Doc); err != nil {
+	if err := genesis.Write(gpath, c.chain.File(t)); err != nil {
 		t.Fatal(err)
 	}
 	for i := range n {

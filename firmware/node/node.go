@@ -41,6 +41,7 @@ import (
 	"hallmark/netstack/kiosk"
 	"hallmark/netstack/peer"
 	"hallmark/netstack/xdp"
+	"hallmark/provisioning"
 	"hallmark/storage"
 )
 
@@ -130,7 +131,7 @@ func New(ctx context.Context, o Options) (_ *Node, err error) {
 	}()
 	n.metrics = metrics.New()
 
-	doc, err := genesis.Load(cfg.Genesis)
+	doc, _, err := genesis.Load(cfg.Genesis, provisioning.CheckOptions{RequireAttestation: cfg.Production})
 	if err != nil {
 		return nil, err
 	}

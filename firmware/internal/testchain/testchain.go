@@ -14,6 +14,7 @@ import (
 	"hallmark/ledger"
 	"hallmark/ledger/app"
 	"hallmark/ledger/txs"
+	"hallmark/provisioning"
 )
 
 // Chain is a test consortium's genesis and the keys behind it.
@@ -81,6 +82,22 @@ func New(t testing.TB, o Options) *Chain {
 	}
 	c.Doc = doc
 	return c
+}
+
+// File returns the chain's genesis file, approved by the admin (the
+// governance threshold of test chains is 1), with a root CA for the
+// validators' organisation.
+func (c *Chain) File(t testing.TB) *provisioning.GenesisFile {
+	t.Helper()
+	ca, err := gm.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := provisioning.QuickGenesis(context.Background(), c.Doc, provisioning.QuickOptions{CAKey: ca, Admins: []gm.Signer{c.Admin}})
+	if err != nil {
+		t.Fatalf("testchain: %v", err)
+	}
+	return g
 }
 
 // Peer is the validator-set entry of a key at addr.
