@@ -39,8 +39,8 @@ type Config struct {
 	ChainID string
 	Store   *storage.Store
 	Pool    *mempool.Pool
-	// Node is this node's key id (audited reads name it).
-	Node    gm.KeyID
+	// Node returns this node's key id (audited reads name it).
+	Node    func() gm.KeyID
 	Status  func() Status
 	Metrics *metrics.Metrics
 	// Fetcher rebuilds block bodies outside the store's window (nil:
@@ -66,8 +66,8 @@ type server struct {
 
 // New returns the API's handler.
 func New(cfg Config) (http.Handler, error) {
-	if cfg.Store == nil || cfg.Pool == nil || cfg.Status == nil || cfg.Metrics == nil {
-		return nil, errors.New("api: store, mempool, status and metrics are required")
+	if cfg.Store == nil || cfg.Pool == nil || cfg.Status == nil || cfg.Metrics == nil || cfg.Node == nil {
+		return nil, errors.New("api: store, mempool, node, status and metrics are required")
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -605,7 +605,7 @@ func (s *server) recordContent(w http.ResponseWriter, r *http.Request) error {
 		return s.denied(r, aerr)
 	}
 	dec, err := app.AuthorizeRead(s.view, app.ReadRequest{
-		Reader: acct.Address, Record: id, Time: s.cfg.Now().UnixMilli(), Purpose: r.URL.Query().Get("purpose"), Node: s.cfg.Node,
+		Reader: acct.Address, Record: id, Time: s.cfg.Now().UnixMilli(), Purpose: r.URL.Query().Get("purpose"), Node: s.cfg.Node(),
 	})
 	if err != nil {
 		return err

@@ -38,8 +38,8 @@ func TestNodeWithTPMKey(t *testing.T) {
 	})
 	tn := c.nodes[0]
 	tn.start(false) // the node opens its key itself
-	if tn.n.custody != string(hsm.KindTPM) {
-		t.Fatalf("custody %q", tn.n.custody)
+	if c := tn.n.identity.Load().custody; c != string(hsm.KindTPM) {
+		t.Fatalf("custody %q", c)
 	}
 	kc := kioskClient(t, c, tn)
 	tx := c.chain.Record(t, c.chain.Kiosk, "customs.declaration")
