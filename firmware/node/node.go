@@ -109,7 +109,7 @@ type Node struct {
 	xdpPeers  map[netip.Addr]bool
 
 	closers []func() error
-	closing  atomic.Bool
+	closing atomic.Bool
 }
 
 // New opens everything cfg names. On error, whatever was opened is closed.
