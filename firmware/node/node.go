@@ -606,6 +606,11 @@ func (n *Node) openAPI() error {
 		ChainID: n.chainID, Store: n.store, Pool: n.pool, Node: n.KeyID, Status: n.Status, Fetcher: n.transport,
 		Metrics: n.metrics, MaxBodyBytes: n.cfg.API.MaxBodyBytes, AuthWindow: n.cfg.API.AuthWindow.D(),
 		Now: n.now, Logger: n.log.With("part", "api"), Reject: n.countRejection, Pprof: n.cfg.API.Pprof,
+		Keys: &nodeKeys{n: n}, Epoch: n.currentEpoch,
+		EpochValidators: func(e uint64) (ledger.ValidatorSet, error) {
+			c, _, err := n.epochs.config(e)
+			return c.Validators, err
+		},
 	})
 	if err != nil {
 		return err

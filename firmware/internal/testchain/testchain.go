@@ -24,7 +24,7 @@ type Chain struct {
 	// Validators are the validator signers, in validator-set order.
 	Validators []gm.Signer
 	// Accounts by role.
-	Admin, Regulator, Kiosk, Alice *gm.PrivateKey
+	Admin, Regulator, Kiosk, Alice, Officer *gm.PrivateKey
 	nonce                          atomic.Uint64
 }
 
@@ -47,7 +47,7 @@ func New(t testing.TB, o Options) *Chain {
 	}
 	c := &Chain{ID: "hallmark-test", Validators: o.Validators}
 	var err error
-	for _, k := range []**gm.PrivateKey{&c.Admin, &c.Regulator, &c.Kiosk, &c.Alice} {
+	for _, k := range []**gm.PrivateKey{&c.Admin, &c.Regulator, &c.Kiosk, &c.Alice, &c.Officer} {
 		if *k, err = gm.GenerateKey(nil); err != nil {
 			t.Fatal(err)
 		}
@@ -72,6 +72,7 @@ func New(t testing.TB, o Options) *Chain {
 	}{
 		{c.Admin, ledger.RoleAdmin, "admin"}, {c.Regulator, ledger.RoleRegulator, "regulator"},
 		{c.Kiosk, ledger.RoleKiosk, "kiosk"}, {c.Alice, ledger.RoleMember, "alice"},
+		{c.Officer, ledger.RoleOfficer, "officer"},
 	} {
 		doc.Accounts = append(doc.Accounts, app.GenesisAccount{
 			PublicKey: ledger.KeyBytes(a.k.PublicKey()), Institution: "test " + a.name, Roles: a.roles,
