@@ -25,7 +25,7 @@ type Chain struct {
 	Validators []gm.Signer
 	// Accounts by role.
 	Admin, Regulator, Kiosk, Alice, Officer *gm.PrivateKey
-	nonce                          atomic.Uint64
+	nonce                                   atomic.Uint64
 }
 
 // Options shape a test chain.
