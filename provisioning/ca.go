@@ -256,9 +256,10 @@ type Identity struct {
 	Serial       *big.Int
 	Key          ledger.PublicKeyBytes
 	// Attested says the certificate carries a TPM attestation of the key,
-	// verified for its chain.
-	Attested bool
-	Cert     *gm.Certificate
+	// verified for its chain; Attestation is that evidence.
+	Attested    bool
+	Attestation *Attestation
+	Cert        *gm.Certificate
 }
 
 // VerifyIdentity checks an identity certificate: it certifies key (unless
@@ -288,7 +289,7 @@ func VerifyIdentity(der []byte, roots []*gm.Certificate, kind Kind, key ledger.P
 		if err := att.Verify(c.PublicKey(), AttestationNonce(id.ChainID, pk)); err != nil {
 			return nil, err
 		}
-		out.Attested = true
+		out.Attested, out.Attestation = true, att
 	}
 	return out, nil
 }
