@@ -159,5 +159,3 @@ func writeTestKey(t *testing.T, path string) *gm.PrivateKey {
 	}
 	return k
 }
-
-

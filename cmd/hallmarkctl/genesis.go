@@ -64,7 +64,6 @@ func writeGenesisFile(path string, g *provisioning.GenesisFile) error {
 	return writeFileAtomic(path, b)
 }
 
-
 // editGenesis applies change to the file at path and reports what it
 // dropped.
 func editGenesis(cmd *cobra.Command, path string, change func(g *provisioning.GenesisFile) (int, error)) error {
