@@ -123,3 +123,16 @@ run: ## local consortium: 4 nodes on loopback, each key in its own swtpm, and a 
 
 test-runtime: ## node runtime tests with -race: in-process 1- and 4-node clusters, API, swtpm, devnet
 	$(GO) test -race -count=1 ./firmware/... ./tools/devnet/ ./client/ ./cmd/hallmarkctl/
+
+# --- cluster ---
+# Multi-process tests: four hallmarkd processes, each in its own network
+# namespace with its own swtpm (root), and the end-to-end benchmark.
+BENCH_CLUSTER_FLAGS ?=
+.PHONY: test-cluster bench-cluster
+
+test-cluster: ## fault tests: 4 hallmarkd + swtpm in network namespaces; SIGKILL, partitions (nftables), a Byzantine validator
+	$(GO) vet -tags cluster ./firmware/clustertest/
+	$(GO) test -tags cluster -race -count=1 -timeout 20m -v ./firmware/clustertest/
+
+bench-cluster: build ## end-to-end: 4 nodes + swtpm on loopback, kiosk load; committed tps / (2-core SM2 verify rate / 4), latency, RSS
+	$(GO) run ./tools/benchcluster -hallmarkd bin/hallmarkd $(BENCH_CLUSTER_FLAGS)
