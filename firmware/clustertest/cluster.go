@@ -45,6 +45,7 @@ import (
 	"hallmark/hsm/tpm"
 	"hallmark/ledger"
 	"hallmark/ledger/app"
+	"hallmark/provisioning"
 )
 
 // Options shape a cluster.
@@ -66,6 +67,12 @@ type Options struct {
 	// Configure, if set, may change node i's configuration document
 	// before it is written (keys as in docs/CONFIG.md).
 	Configure func(i int, cfg map[string]any)
+	// Provision, if set, replaces the built-in genesis: it is called once
+	// every node's TPM runs and must make each node's key (setting
+	// Node.Key and Node.KeyRef), set the cluster's Kiosk and Admin keys,
+	// and return the path of an approved genesis file. The provisioning
+	// tests run the real genesis ceremony here.
+	Provision func(ctx context.Context, c *Cluster) (genesisPath string, err error)
 	// Log receives progress lines (default: discarded).
 	Log io.Writer
 }
@@ -95,6 +102,8 @@ type Cluster struct {
 	clientNS string    // "" in loopback mode
 	http     *http.Client
 
+	genesis string // path of the genesis file
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -113,8 +122,10 @@ type Node struct {
 	// Key is the validator public key; KeyRef its hsm reference.
 	Key    *gm.PublicKey
 	KeyRef string
-	Dir    string
-	Config string
+	// attestation is the TPM's evidence for Key, bound to the chain.
+	attestation *provisioning.Attestation
+	Dir         string
+	Config      string
 
 	mu   sync.Mutex
 	proc *proc
@@ -187,12 +198,25 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		if err := c.startTPM(ctx, n); err != nil {
 			return nil, err
 		}
-		if err := c.generateKey(ctx, n); err != nil {
-			return nil, err
+		if opts.Provision == nil {
+			if err := c.generateKey(ctx, n); err != nil {
+				return nil, err
+			}
 		}
 	}
-	if err := c.writeChain(); err != nil {
+	gpath := filepath.Join(c.opts.Dir, "genesis.cbor")
+	if opts.Provision != nil {
+		if gpath, err = opts.Provision(ctx, c); err != nil {
+			return nil, err
+		}
+	} else if err := c.writeGenesis(ctx, gpath); err != nil {
 		return nil, err
+	}
+	c.genesis = gpath
+	for _, n := range c.Nodes {
+		if err := c.writeConfig(n); err != nil {
+			return nil, err
+		}
 	}
 	for _, n := range c.Nodes {
 		if err := c.StartNode(n.Index); err != nil {
@@ -359,13 +383,19 @@ func (c *Cluster) generateKey(ctx context.Context, n *Node) error {
 			return fmt.Errorf("clustertest: %s: generating the key in its TPM: %w", n.Name, err)
 		}
 		n.Key, n.KeyRef = s.PublicKey(), s.Ref()
+		if n.attestation, err = provisioning.Attest(ctx, s, ChainID); err != nil {
+			s.Close()
+			return fmt.Errorf("clustertest: %s: %w", n.Name, err)
+		}
 		return s.Close()
 	})
 }
 
-// writeChain writes the genesis (the nodes as validators, an admin and a
-// kiosk account) and each node's configuration.
-func (c *Cluster) writeChain() error {
+// writeGenesis writes the genesis: the nodes as validators (with their
+// TPM attestations), an admin and a kiosk account, approved by the admin;
+// the cluster plays the founding administrator and every organisation's
+// CA.
+func (c *Cluster) writeGenesis(ctx context.Context, gpath string) error {
 	var err error
 	if c.Kiosk, err = gm.GenerateKey(nil); err != nil {
 		return err
@@ -374,12 +404,10 @@ func (c *Cluster) writeChain() error {
 		return err
 	}
 	doc := &app.GenesisDoc{Version: app.GenesisVersion, ChainID: ChainID, Time: time.Now().Add(-time.Second).UnixMilli(), Params: *c.opts.Params}
+	atts := map[gm.KeyID]*provisioning.Attestation{}
 	for _, n := range c.Nodes {
-		pk := ledger.KeyBytes(n.Key)
-		doc.Validators = append(doc.Validators, ledger.PeerConfig{
-			ProtocolVersion: ledger.ProtocolVersion, SoftwareVersion: "clustertest", PeerID: pk.ID(), Address: n.Peer,
-			PublicKey: pk, Organisation: "cluster " + n.Name,
-		})
+		doc.Validators = append(doc.Validators, n.PeerConfig())
+		atts[n.Key.ID()] = n.attestation
 	}
 	for _, a := range []struct {
 		k     *gm.PrivateKey
@@ -388,33 +416,49 @@ func (c *Cluster) writeChain() error {
 	}{{c.Admin, ledger.RoleAdmin, "admin"}, {c.Kiosk, ledger.RoleKiosk, "kiosk"}} {
 		doc.Accounts = append(doc.Accounts, app.GenesisAccount{PublicKey: ledger.KeyBytes(a.k.PublicKey()), Institution: "cluster " + a.name, Roles: a.roles})
 	}
-	gpath := filepath.Join(c.opts.Dir, "genesis.cbor")
-	if err := genesis.Write(gpath, doc); err != nil {
+	ca, err := gm.GenerateKey(nil)
+	if err != nil {
 		return err
 	}
-	for _, n := range c.Nodes {
-		cfg := map[string]any{
-			"nodeKey": n.KeyRef,
-			"tpm":     n.TPM,
-			"dataDir": "data",
-			"genesis": gpath,
-			"listen":  map[string]any{"peer": n.Peer, "kiosk": n.Kiosk, "api": n.API},
-			"api":     map[string]any{"pprof": true},
-			"log":     map[string]any{"level": "info"},
-		}
-		if c.opts.Configure != nil {
-			c.opts.Configure(n.Index, cfg)
-		}
-		b, err := json.MarshalIndent(cfg, "", "  ")
-		if err != nil {
-			return err
-		}
-		n.Config = filepath.Join(n.Dir, "node.json")
-		if err := os.WriteFile(n.Config, append(b, '\n'), 0o644); err != nil {
-			return err
-		}
+	g, err := provisioning.QuickGenesis(ctx, doc, provisioning.QuickOptions{CAKey: ca, Attestations: atts, Admins: []gm.Signer{c.Admin}})
+	if err != nil {
+		return err
 	}
-	return nil
+	return genesis.Write(gpath, g)
+}
+
+// PeerConfig returns the node's validator-set entry.
+func (n *Node) PeerConfig() ledger.PeerConfig {
+	pk := ledger.KeyBytes(n.Key)
+	return ledger.PeerConfig{
+		ProtocolVersion: ledger.ProtocolVersion, SoftwareVersion: "clustertest", PeerID: pk.ID(), Address: n.Peer,
+		PublicKey: pk, Organisation: "cluster " + n.Name,
+	}
+}
+
+// GenesisPath returns the path of the cluster's genesis file.
+func (c *Cluster) GenesisPath() string { return c.genesis }
+
+// writeConfig writes node n's configuration.
+func (c *Cluster) writeConfig(n *Node) error {
+	cfg := map[string]any{
+		"nodeKey": n.KeyRef,
+		"tpm":     n.TPM,
+		"dataDir": "data",
+		"genesis": c.genesis,
+		"listen":  map[string]any{"peer": n.Peer, "kiosk": n.Kiosk, "api": n.API},
+		"api":     map[string]any{"pprof": true},
+		"log":     map[string]any{"level": "info"},
+	}
+	if c.opts.Configure != nil {
+		c.opts.Configure(n.Index, cfg)
+	}
+	b, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return err
+	}
+	n.Config = filepath.Join(n.Dir, "node.json")
+	return os.WriteFile(n.Config, append(b, '\n'), 0o644)
 }
 
 // StartNode starts node i's hallmarkd (again, after a stop or kill: it
