@@ -249,20 +249,10 @@ func (c *Cluster) makeNamespaces() error {
 		return fmt.Errorf("%w: %v", ErrRefused, err)
 	}
 	c.topo = t
-	for i := range c.opts.Nodes {
-		addr := fmt.Sprintf("198.18.0.%d", i+1)
-		ns, err := t.addMember(fmt.Sprintf("n%d", i), addr+"/24")
-		if err != nil {
+	for range c.opts.Nodes {
+		if _, err := c.newNode(); err != nil {
 			return err
 		}
-		c.Nodes = append(c.Nodes, &Node{
-			Index: i, Name: fmt.Sprintf("node%d", i), Netns: ns, IP: addr,
-			Peer:  net.JoinHostPort(addr, strconv.Itoa(nsPeerPort)),
-			Kiosk: net.JoinHostPort(addr, strconv.Itoa(nsKioskPort)),
-			API:   net.JoinHostPort(addr, strconv.Itoa(nsAPIPort)),
-			TPM:   net.JoinHostPort("127.0.0.1", strconv.Itoa(nsTPMPort)), tpmCtrl: nsTPMPort + 1,
-			Dir: filepath.Join(c.opts.Dir, fmt.Sprintf("node%d", i)),
-		})
 	}
 	if c.clientNS, err = t.addMember("cl", "198.18.0.200/24"); err != nil {
 		return err
@@ -275,17 +265,74 @@ func (c *Cluster) makeNamespaces() error {
 }
 
 func (c *Cluster) makeLoopback() {
-	for i := range c.opts.Nodes {
-		tpmPort, tpmCtrl := freeTCPPair()
-		c.Nodes = append(c.Nodes, &Node{
-			Index: i, Name: fmt.Sprintf("node%d", i), IP: "127.0.0.1",
-			Peer:  net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort("udp"))),
-			Kiosk: net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort("udp"))),
-			API:   net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort("tcp"))),
-			TPM:   net.JoinHostPort("127.0.0.1", strconv.Itoa(tpmPort)), tpmCtrl: tpmCtrl,
-			Dir: filepath.Join(c.opts.Dir, fmt.Sprintf("node%d", i)),
-		})
+	for range c.opts.Nodes {
+		c.newNode() // cannot fail in loopback mode
 	}
+}
+
+// newNode appends the next node: in its own namespace (address
+// 198.18.0.<index+1>) or on loopback with free ports.
+func (c *Cluster) newNode() (*Node, error) {
+	i := len(c.Nodes)
+	n := &Node{Index: i, Name: fmt.Sprintf("node%d", i), Dir: filepath.Join(c.opts.Dir, fmt.Sprintf("node%d", i))}
+	if c.topo != nil {
+		if i+1 >= 200 {
+			return nil, fmt.Errorf("clustertest: at most 199 nodes")
+		}
+		addr := fmt.Sprintf("198.18.0.%d", i+1)
+		ns, err := c.topo.addMember(fmt.Sprintf("n%d", i), addr+"/24")
+		if err != nil {
+			return nil, err
+		}
+		n.Netns, n.IP = ns, addr
+		n.Peer = net.JoinHostPort(addr, strconv.Itoa(nsPeerPort))
+		n.Kiosk = net.JoinHostPort(addr, strconv.Itoa(nsKioskPort))
+		n.API = net.JoinHostPort(addr, strconv.Itoa(nsAPIPort))
+		n.TPM, n.tpmCtrl = net.JoinHostPort("127.0.0.1", strconv.Itoa(nsTPMPort)), nsTPMPort+1
+	} else {
+		tpmPort, tpmCtrl := freeTCPPair()
+		n.IP = "127.0.0.1"
+		n.Peer = net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort("udp")))
+		n.Kiosk = net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort("udp")))
+		n.API = net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort("tcp")))
+		n.TPM, n.tpmCtrl = net.JoinHostPort("127.0.0.1", strconv.Itoa(tpmPort)), tpmCtrl
+	}
+	c.Nodes = append(c.Nodes, n)
+	return n, nil
+}
+
+// AddNode prepares one more appliance beside the running cluster: its
+// namespace (or loopback ports), its directory and its swtpm, with no key
+// and no process yet. The enrolment test makes its key (SetKey), writes
+// its configuration (WriteConfig) and starts it (StartNode). AddNode
+// changes c.Nodes: call it while nothing else uses the cluster (no load
+// running).
+func (c *Cluster) AddNode(ctx context.Context) (*Node, error) {
+	n, err := c.newNode()
+	if err != nil {
+		return nil, err
+	}
+	if err := c.startTPM(ctx, n); err != nil {
+		return nil, err
+	}
+	c.logf("cluster: added %s at %s (not started)", n.Name, n.IP)
+	return n, nil
+}
+
+// SetKey records the node's identity key and its hsm reference: after its
+// enrolment, or after a key rotation (receipts are then certified by the
+// new key).
+func (n *Node) SetKey(key *gm.PublicKey, ref string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.Key, n.KeyRef = key, ref
+}
+
+// identityKey returns the node's identity key, safe against SetKey.
+func (n *Node) identityKey() *gm.PublicKey {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.Key
 }
 
 // freePort returns a port that nothing uses on 127.0.0.1 right now.
@@ -439,10 +486,17 @@ func (n *Node) PeerConfig() ledger.PeerConfig {
 // GenesisPath returns the path of the cluster's genesis file.
 func (c *Cluster) GenesisPath() string { return c.genesis }
 
+// WriteConfig writes node i's configuration (its key reference, TPM,
+// listen addresses and the cluster's genesis, then Options.Configure).
+func (c *Cluster) WriteConfig(i int) error { return c.writeConfig(c.Nodes[i]) }
+
 // writeConfig writes node n's configuration.
 func (c *Cluster) writeConfig(n *Node) error {
+	n.mu.Lock()
+	ref := n.KeyRef
+	n.mu.Unlock()
 	cfg := map[string]any{
-		"nodeKey": n.KeyRef,
+		"nodeKey": ref,
 		"tpm":     n.TPM,
 		"dataDir": "data",
 		"genesis": c.genesis,
@@ -653,6 +707,13 @@ func (c *Cluster) InClientNetns(fn func() error) error { return inNetns(c.client
 
 // InNodeNetns runs fn with the calling thread in node i's namespace.
 func (c *Cluster) InNodeNetns(i int, fn func() error) error { return inNetns(c.Nodes[i].Netns, fn) }
+
+// ClientCommand returns a command to run inside the client namespace
+// (directly in loopback mode): an operator's hallmarkctl talking to the
+// nodes' APIs.
+func (c *Cluster) ClientCommand(name string, args ...string) *exec.Cmd {
+	return c.command(c.clientNS, name, args...)
+}
 
 // Command returns a command to run inside node i's namespace (directly in
 // loopback mode).
