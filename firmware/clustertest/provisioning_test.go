@@ -22,6 +22,7 @@ import (
 	"hallmark/client"
 	"hallmark/gm"
 	"hallmark/ledger"
+	"hallmark/ledger/txs"
 	"hallmark/netstack/kiosk"
 )
 
@@ -552,10 +553,17 @@ func TestProvisioningCeremonies(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer kc.Close()
-	seq := uint64(1 << 32)
+	// The kiosk sends from its account (whose address stays that of the
+	// key it was registered with) signing with its current key.
+	seq, current := 0, kk
 	submit := func() (kiosk.Receipt, error) {
 		seq++
-		tx, err := NewRecord(ctx, kk, seq, time.Now().UnixMilli())
+		doc := gm.SM3(fmt.Appendf(nil, "kiosk hall 3 record %d", seq))
+		data, err := txs.Encode(&txs.RecordPut{RecordType: "customs.declaration", Subject: kaddr, Digest: &doc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tx, err := client.NewTransaction(ctx, current, client.TxParams{ChainID: ChainID, Type: ledger.TxRecordPut, Data: data, Sender: kaddr})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -599,6 +607,24 @@ func TestProvisioningCeremonies(t *testing.T) {
 	dropped("drop_frozen")
 	x.ok(x.client("submit", "unfreeze", "--api", x.api(0), "--account", kaddr.String(), "--reason", "inspection passed", "--key", x.admins[0]))
 	accepted("the unfrozen kiosk accepted")
+	// The kiosk's key is replaced: the old key is dropped from then on,
+	// the new one admitted for the same account.
+	kpem2 := x.path("kiosk-hall3-2027.pem")
+	x.ok(x.client("enrol", "kiosk", "rotate-key", "--api", x.api(0), "--key", kpem, "--new-key", kpem2, "--generate"))
+	waitFor(t, ctx, "the kiosk's old key dropped", 10*time.Second, func() (bool, error) {
+		_, err := submit()
+		return err != nil, nil
+	})
+	dropped("drop_not_admitted")
+	if kb, err = os.ReadFile(kpem2); err != nil {
+		t.Fatal(err)
+	}
+	if current, err = gm.ParsePKCS8PEM(kb); err != nil {
+		t.Fatal(err)
+	}
+	accepted("the kiosk's new key accepted")
+	// Revoking the certificate the kiosk was enrolled with freezes its
+	// account, whichever key it signs with now.
 	x.ok(x.client("revoke", "kiosk", "--api", x.api(0), "--cert", kcrt, "--reason", "kiosk stolen", "--key", x.admins[1]))
 	waitFor(t, ctx, "the revoked kiosk dropped", 10*time.Second, func() (bool, error) {
 		_, err := submit()
