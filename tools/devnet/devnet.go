@@ -94,6 +94,7 @@ var Accounts = []struct {
 	{"regulator", ledger.RoleRegulator},
 	{"kiosk", ledger.RoleKiosk},
 	{"alice", ledger.RoleMember},
+	{"officer", ledger.RoleOfficer},
 }
 
 const stateVersion = 1
