@@ -136,3 +136,11 @@ test-cluster: ## fault tests: 4 hallmarkd + swtpm in network namespaces; SIGKILL
 
 bench-cluster: build ## end-to-end: 4 nodes + swtpm on loopback, kiosk load; committed tps / (2-core SM2 verify rate / 4), latency, RSS
 	$(GO) run ./tools/benchcluster -hallmarkd bin/hallmarkd $(BENCH_CLUSTER_FLAGS)
+
+# --- provisioning ---
+# The ceremonies end to end with hallmarkctl against hallmarkd processes in
+# network namespaces, each with its own swtpm (root; build tag provisioning).
+.PHONY: test-provisioning
+test-provisioning: ## ceremonies end to end: genesis by quorum, node join, TPM key rotation under load, node removal, kiosk enrol/freeze/revoke (root, netns, swtpm)
+	$(GO) vet -tags provisioning ./firmware/clustertest/
+	$(GO) test -tags provisioning -race -count=1 -timeout 12m -run '^TestProvisioningCeremonies$$' -v ./firmware/clustertest/

@@ -15,9 +15,9 @@
 // [Destroy] and [List]; a device is provisioned with a tpm-sealed key
 // that only a given release opens with [GenerateSealedTo], and an update
 // carries the key to the next release with [ResealTo]. Each appends an entry to a hash-chained audit log
-// (package hsm/audit) when Options.Audit is set. A rotation produces a
-// [RotationStatement] signed by the old and the new key, which ledger
-// key-rotation transactions carry.
+// (package hsm/audit) when Options.Audit is set. A rotation produces the
+// chain's rotation statement (txs.NodeRotateKey: the body of a
+// gov.node-rotate-key transaction) signed by the old and the new key.
 //
 // Subpackages: hsm/tpm (the TPM 2.0 commands, including the NV
 // anti-rollback counter), hsm/devkeys (the dev key file format),

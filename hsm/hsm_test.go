@@ -17,6 +17,8 @@ import (
 	"hallmark/hsm/devkeys"
 	"hallmark/hsm/swtpmtest"
 	"hallmark/hsm/tpm"
+	"hallmark/ledger"
+	"hallmark/ledger/txs"
 )
 
 // cheapKDF keeps dev-key tests fast under -race.
@@ -277,10 +279,10 @@ func TestRotateThenDestroy(t *testing.T) {
 		if err != nil {
 			t.Fatalf("rotate %s: %v", tc.old, err)
 		}
-		if err := st.Verify(); err != nil {
+		if err := st.Validate(); err != nil {
 			t.Fatalf("%s: statement: %v", tc.old, err)
 		}
-		enc, err := st.Marshal()
+		enc, err := hsm.EncodeRotation(st)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -288,11 +290,17 @@ func TestRotateThenDestroy(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: parse statement: %v", tc.old, err)
 		}
-		if parsed.Body.OldKey.ID() != oldPub.ID() || parsed.Body.NewKey.ID() != next.KeyID() || parsed.Body.Timestamp != now.UnixMilli() {
-			t.Fatalf("%s: statement names the wrong keys or time", tc.old)
+		if parsed.Statement.Old.ID() != oldPub.ID() || parsed.Statement.New.ID() != next.KeyID() ||
+			parsed.Statement.Timestamp != now.UnixMilli() || parsed.Statement.Reason != "scheduled" {
+			t.Fatalf("%s: statement names the wrong keys, time or reason", tc.old)
 		}
-		msg, _ := st.Body.SignBytes()
-		if !oldPub.Verify(msg, st.OldSig) || !next.PublicKey().Verify(msg, st.NewSig) {
+		// It is the chain's own format: the ledger's decoder for
+		// gov.node-rotate-key accepts the same bytes.
+		if _, err := txs.Decode(ledger.TxNodeRotateKey, enc); err != nil {
+			t.Fatalf("%s: the ledger refuses the statement: %v", tc.old, err)
+		}
+		msg, _ := st.Statement.SignBytes()
+		if !oldPub.Verify(msg, st.OldSignature) || !next.PublicKey().Verify(msg, st.NewSignature) {
 			t.Fatalf("%s: statement does not verify under both keys", tc.old)
 		}
 		checkSigns(t, next)
@@ -313,8 +321,11 @@ func TestRotateThenDestroy(t *testing.T) {
 			t.Fatalf("destroy %s twice: %v", tc.old, err)
 		}
 	}
-	if _, _, err := hsm.Rotate(ctx, "dev:"+e.path("new.dev"), "tpm:handle=auto", hsm.RotateOptions{}, e.opts()); !errors.Is(err, hsm.ErrCustodyMismatch) {
+	if _, _, err := hsm.Rotate(ctx, "dev:"+e.path("new.dev"), "tpm:handle=auto", hsm.RotateOptions{ChainID: "hallmark-test"}, e.opts()); !errors.Is(err, hsm.ErrCustodyMismatch) {
 		t.Fatalf("rotation across custodies: %v", err)
+	}
+	if _, _, err := hsm.Rotate(ctx, "dev:"+e.path("new.dev"), "dev:"+e.path("newer.dev"), hsm.RotateOptions{}, e.opts()); !errors.Is(err, hsm.ErrRotation) {
+		t.Fatalf("rotation without a chain id: %v", err)
 	}
 	// Every operation is in the audit log, and the chain holds.
 	entries, _, err := audit.VerifyFile(e.audit.Path(), nil)
@@ -325,7 +336,7 @@ func TestRotateThenDestroy(t *testing.T) {
 	for _, en := range entries {
 		ops[en.Op]++
 	}
-	if ops["generate"] != 3 || ops["rotate"] != 4 || ops["destroy"] != 6 {
+	if ops["generate"] != 3 || ops["rotate"] != 5 || ops["destroy"] != 6 {
 		t.Fatalf("audit ops %v", ops)
 	}
 }

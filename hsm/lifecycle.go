@@ -12,6 +12,7 @@ import (
 	"hallmark/gm"
 	"hallmark/hsm/devkeys"
 	"hallmark/hsm/tpm"
+	"hallmark/ledger/txs"
 )
 
 // Open opens the key named by ref for signing. It is the entry point the
@@ -179,6 +180,8 @@ func destroy(ctx context.Context, r Ref, opts *Options) (*gm.PublicKey, error) {
 
 // RotateOptions describe a rotation.
 type RotateOptions struct {
+	// ChainID is the chain whose gov.node-rotate-key will carry the
+	// statement (required: the chain refuses a statement for another).
 	ChainID string
 	Reason  string
 	// Now stamps the statement; nil means time.Now.
@@ -187,10 +190,11 @@ type RotateOptions struct {
 
 // Rotate creates a new key at newRef in the same custody as oldRef and a
 // statement, signed by both keys, that hands the old key's role to the
-// new one. The old key stays: destroy it once the ledger has committed
-// the rotation. If signing the statement fails, the new key is destroyed
+// new one: the body of the gov.node-rotate-key transaction that puts the
+// rotation on chain. The old key stays: destroy it once the rotation is
+// in force. If signing the statement fails, the new key is destroyed
 // again.
-func Rotate(ctx context.Context, oldRef, newRef string, ro RotateOptions, opts Options) (st *RotationStatement, next Signer, err error) {
+func Rotate(ctx context.Context, oldRef, newRef string, ro RotateOptions, opts Options) (st *txs.NodeRotateKey, next Signer, err error) {
 	oldR, err := ParseRef(oldRef)
 	if err != nil {
 		return nil, nil, fmt.Errorf("hsm: %w", err)
@@ -212,6 +216,9 @@ func Rotate(ctx context.Context, oldRef, newRef string, ro RotateOptions, opts O
 	newR, err := ParseRef(newRef)
 	if err != nil {
 		return nil, nil, fmt.Errorf("hsm: %w", err)
+	}
+	if ro.ChainID == "" {
+		return nil, nil, fmt.Errorf("hsm: %w: the chain id is required (the chain refuses a statement for another chain)", ErrRotation)
 	}
 	if oldR.Kind != newR.Kind {
 		return nil, nil, fmt.Errorf("hsm: %w: old key is %s, new reference is %s; a rotation keeps the custody", ErrCustodyMismatch, oldR.Kind, newR.Kind)
@@ -237,9 +244,7 @@ func Rotate(ctx context.Context, oldRef, newRef string, ro RotateOptions, opts O
 	if ro.Now != nil {
 		now = ro.Now
 	}
-	st, err = SignRotation(ctx, RotationBody{
-		ChainID: ro.ChainID, Custody: newR.Kind, Timestamp: now().UnixMilli(), Reason: ro.Reason,
-	}, old, next)
+	st, err = SignRotation(ctx, ro.ChainID, ro.Reason, now().UnixMilli(), old, next)
 	if err != nil {
 		ref := next.Ref()
 		next.Close()

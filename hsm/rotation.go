@@ -4,142 +4,52 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"unicode/utf8"
 
 	"hallmark/gm"
 	"hallmark/ledger"
+	"hallmark/ledger/txs"
 )
 
-// RotationDomain is the domain tag in front of every signed rotation
-// statement body.
-const RotationDomain = "hallmark/key-rotation/v1\x00"
+// A key rotation is stated in the chain's own format: the body of a
+// gov.node-rotate-key transaction (txs.NodeRotateKey), a
+// txs.NodeKeyStatement signed by the old and the new key over
+// "hallmark/node-key-rotation/v1\x00" ‖ canonical CBOR. Rotate produces
+// it, and ParseRotation reads it back; the ledger verifies the same bytes
+// when administrators put it on chain.
 
-// RotationVersion is the only statement version this code reads.
-const RotationVersion = 1
-
-// Limits on a rotation statement's fields.
-const (
-	MaxRotationReason = 256
-	MaxRotationBytes  = 1024
-)
+// MaxRotationBytes bounds an encoded rotation statement.
+const MaxRotationBytes = 1024
 
 // ErrRotation is wrapped by every rotation-statement failure.
 var ErrRotation = errors.New("invalid key rotation statement")
 
-// RotationBody is what both keys sign: the old key hands its role to the
-// new key, and the new key accepts it. Ledger key-rotation transactions
-// carry the whole statement.
-type RotationBody struct {
-	Version   uint16                `cbor:"1,keyasint" json:"version"`
-	ChainID   string                `cbor:"2,keyasint" json:"chainId"` // binds the statement to one chain; may be empty before genesis
-	OldKey    ledger.PublicKeyBytes `cbor:"3,keyasint" json:"oldKey"`
-	NewKey    ledger.PublicKeyBytes `cbor:"4,keyasint" json:"newKey"`
-	Custody   Kind                  `cbor:"5,keyasint" json:"custody"`   // the new key's custody (the old key's too)
-	Timestamp int64                 `cbor:"6,keyasint" json:"timestamp"` // ms since 1970 UTC
-	Reason    string                `cbor:"7,keyasint" json:"reason,omitempty"`
-}
-
-// RotationStatement is the body with the old key's and the new key's
-// signatures over RotationDomain ‖ canonical CBOR of the body.
-type RotationStatement struct {
-	Body   RotationBody `cbor:"1,keyasint" json:"body"`
-	OldSig gm.Signature `cbor:"2,keyasint" json:"oldSignature"`
-	NewSig gm.Signature `cbor:"3,keyasint" json:"newSignature"`
-}
-
-// SignBytes returns the message both keys sign.
-func (b *RotationBody) SignBytes() ([]byte, error) {
-	enc, err := ledger.Marshal(b)
+// SignRotation builds the statement handing old's role to next for the
+// chain chainID, stamped with timestamp (ms), and has both keys sign it.
+func SignRotation(ctx context.Context, chainID, reason string, timestamp int64, old, next gm.Signer) (*txs.NodeRotateKey, error) {
+	s := txs.NodeKeyStatement{
+		ChainID: chainID, Old: ledger.KeyBytes(old.PublicKey()), New: ledger.KeyBytes(next.PublicKey()),
+		Timestamp: timestamp, Reason: reason,
+	}
+	b, err := txs.SignNodeRotation(ctx, s, old, next)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("hsm: %w: %v", ErrRotation, err)
 	}
-	return append([]byte(RotationDomain), enc...), nil
+	return b, nil
 }
 
-func (b *RotationBody) check() error {
-	if b.Version != RotationVersion {
-		return fmt.Errorf("%w: version %d", ErrRotation, b.Version)
-	}
-	if len(b.ChainID) > ledger.MaxChainIDLen {
-		return fmt.Errorf("%w: chain id of %d bytes", ErrRotation, len(b.ChainID))
-	}
-	if len(b.Reason) > MaxRotationReason || !utf8.ValidString(b.Reason) {
-		return fmt.Errorf("%w: reason must be UTF-8 of at most %d bytes", ErrRotation, MaxRotationReason)
-	}
-	if !b.Custody.valid() {
-		return fmt.Errorf("%w: custody %q", ErrRotation, b.Custody)
-	}
-	if b.OldKey == b.NewKey {
-		return fmt.Errorf("%w: old and new key are the same", ErrRotation)
-	}
-	if b.Timestamp <= 0 {
-		return fmt.Errorf("%w: timestamp %d", ErrRotation, b.Timestamp)
-	}
-	return nil
-}
+// EncodeRotation returns the statement's canonical CBOR: the entity data
+// of a gov.node-rotate-key transaction.
+func EncodeRotation(b *txs.NodeRotateKey) ([]byte, error) { return txs.Encode(b) }
 
-// SignRotation builds and signs a statement: old signs first, then next.
-func SignRotation(ctx context.Context, body RotationBody, old, next gm.Signer) (*RotationStatement, error) {
-	body.Version = RotationVersion
-	body.OldKey = ledger.KeyBytes(old.PublicKey())
-	body.NewKey = ledger.KeyBytes(next.PublicKey())
-	if err := body.check(); err != nil {
-		return nil, err
+// ParseRotation strictly decodes a statement and verifies both
+// signatures.
+func ParseRotation(enc []byte) (*txs.NodeRotateKey, error) {
+	if len(enc) > MaxRotationBytes {
+		return nil, fmt.Errorf("hsm: %w: %d bytes exceeds %d", ErrRotation, len(enc), MaxRotationBytes)
 	}
-	msg, err := body.SignBytes()
+	b, err := txs.Decode(ledger.TxNodeRotateKey, enc)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("hsm: %w: %v", ErrRotation, err)
 	}
-	st := &RotationStatement{Body: body}
-	if st.OldSig, err = old.Sign(ctx, msg); err != nil {
-		return nil, fmt.Errorf("hsm: old key signing the rotation: %w", err)
-	}
-	if st.NewSig, err = next.Sign(ctx, msg); err != nil {
-		return nil, fmt.Errorf("hsm: new key signing the rotation: %w", err)
-	}
-	return st, nil
-}
-
-// Verify checks the statement's fields and both signatures.
-func (st *RotationStatement) Verify() error {
-	if err := st.Body.check(); err != nil {
-		return err
-	}
-	oldKey, err := st.Body.OldKey.Parse()
-	if err != nil {
-		return fmt.Errorf("%w: old key: %v", ErrRotation, err)
-	}
-	newKey, err := st.Body.NewKey.Parse()
-	if err != nil {
-		return fmt.Errorf("%w: new key: %v", ErrRotation, err)
-	}
-	msg, err := st.Body.SignBytes()
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrRotation, err)
-	}
-	if !oldKey.Verify(msg, st.OldSig) {
-		return fmt.Errorf("%w: old key's signature does not verify", ErrRotation)
-	}
-	if !newKey.Verify(msg, st.NewSig) {
-		return fmt.Errorf("%w: new key's signature does not verify", ErrRotation)
-	}
-	return nil
-}
-
-// Marshal returns the statement's canonical CBOR.
-func (st *RotationStatement) Marshal() ([]byte, error) { return ledger.Marshal(st) }
-
-// ParseRotation decodes a canonical statement and verifies it.
-func ParseRotation(b []byte) (*RotationStatement, error) {
-	if len(b) > MaxRotationBytes {
-		return nil, fmt.Errorf("%w: %d bytes exceeds %d", ErrRotation, len(b), MaxRotationBytes)
-	}
-	var st RotationStatement
-	if err := ledger.Unmarshal(b, &st); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrRotation, err)
-	}
-	if err := st.Verify(); err != nil {
-		return nil, err
-	}
-	return &st, nil
+	return b.(*txs.NodeRotateKey), nil
 }

@@ -296,9 +296,14 @@ func newKeyRotateCmd(f *keyFlags) *cobra.Command {
 		Use:   "rotate OLD-REF NEW-REF",
 		Short: "Create a new key in the same custody and a rotation statement signed by both keys",
 		Long: `rotate creates a key at NEW-REF (same custody kind as OLD-REF) and a
-rotation statement: canonical CBOR, signed by the old and the new key, that
-a ledger key-rotation transaction carries. The old key is kept unless
---destroy-old is given; destroy it once the rotation has committed.`,
+rotation statement signed by the old and the new key: the canonical CBOR
+body of the gov.node-rotate-key transaction that administrators put on
+chain (docs/TRANSACTIONS.md), for the chain --chain-id. The old key is kept
+unless --destroy-old is given; destroy it once the rotation is in force.
+
+This works on a key no running node holds. A running node rotates its own
+key through its API instead (hallmarkctl node-key rotate): it must hold
+both keys across the epoch boundary.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts, err := f.options(involvesDev(args...))
@@ -310,7 +315,7 @@ a ledger key-rotation transaction carries. The old key is kept unless
 				return explain(err, f)
 			}
 			defer next.Close()
-			enc, err := st.Marshal()
+			enc, err := hsm.EncodeRotation(st)
 			if err != nil {
 				return err
 			}
@@ -325,7 +330,7 @@ a ledger key-rotation transaction carries. The old key is kept unless
 					return err
 				}
 			} else {
-				fmt.Fprintf(w, "old key:   %s\nnew key:   %s\nnew ref:   %s\nstatement: %s\n", st.Body.OldKey.ID(), next.KeyID(), next.Ref(), hex.EncodeToString(enc))
+				fmt.Fprintf(w, "old key:   %s\nnew key:   %s\nnew ref:   %s\nstatement: %s\n", st.Statement.Old.ID(), next.KeyID(), next.Ref(), hex.EncodeToString(enc))
 				if out != "" {
 					fmt.Fprintf(w, "written:   %s\n", out)
 				}
@@ -345,7 +350,7 @@ a ledger key-rotation transaction carries. The old key is kept unless
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&chainID, "chain-id", "", "chain the statement is meant for")
+	cmd.Flags().StringVar(&chainID, "chain-id", "", "chain the statement is meant for (required)")
 	cmd.Flags().StringVar(&reason, "reason", "", "why the key is rotated (recorded in the statement)")
 	cmd.Flags().StringVar(&out, "out", "", "write the statement's CBOR to this file")
 	cmd.Flags().BoolVar(&destroyOld, "destroy-old", false, "destroy the old key after the rotation")

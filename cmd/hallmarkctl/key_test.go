@@ -97,8 +97,8 @@ func TestKeyLifecycleOnTPM(t *testing.T) {
 	if err != nil {
 		t.Fatalf("rotation statement: %v", err)
 	}
-	if st.Body.OldKey.ID() != pub.ID() || st.Body.ChainID != "test-chain" || st.Body.Reason != "annual" {
-		t.Fatalf("statement body %+v", st.Body)
+	if st.Statement.Old.ID() != pub.ID() || st.Statement.ChainID != "test-chain" || st.Statement.Reason != "annual" {
+		t.Fatalf("statement %+v", st.Statement)
 	}
 	c.fails("key not found", "key", "show", "tpm:handle=0x81000010")
 	c.fails("pass --yes", "key", "destroy", "tpm:handle=0x81000011")

@@ -27,11 +27,12 @@ func main() {
 func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "hallmarkctl",
-		Short:         "Operate Hallmark appliances: keys, images, flashing, updates, submissions, queries and status",
+		Short:         "Operate Hallmark appliances: keys, genesis and enrolment ceremonies, governance, images, flashing, updates, submissions, queries and status",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	root.AddCommand(newKeyCmd(), newImageCmd(), newFlashCmd(), newUpdateCmd(),
-		newDevnetCmd(), newStatusCmd(), newSubmitCmd(), newQueryCmd())
+		newDevnetCmd(), newStatusCmd(), newSubmitCmd(), newQueryCmd(),
+		newGenesisCmd(), newCACmd(), newEnrolCmd(), newGovCmd(), newTxCmd(), newNodeKeyCmd(), newRevokeCmd())
 	return root
 }

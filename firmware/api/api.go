@@ -23,6 +23,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"hallmark/consensus"
 	"hallmark/firmware/blockrec"
 	"hallmark/firmware/exec"
 	"hallmark/firmware/mempool"
@@ -39,8 +40,8 @@ type Config struct {
 	ChainID string
 	Store   *storage.Store
 	Pool    *mempool.Pool
-	// Node is this node's key id (audited reads name it).
-	Node    gm.KeyID
+	// Node returns this node's key id (audited reads name it).
+	Node    func() gm.KeyID
 	Status  func() Status
 	Metrics *metrics.Metrics
 	// Fetcher rebuilds block bodies outside the store's window (nil:
@@ -54,6 +55,13 @@ type Config struct {
 	Reject func(error)
 	// Pprof serves Go's profiler under /debug/pprof/.
 	Pprof bool
+	// Keys, if set, serves the node key ceremonies (/v1/admin/node/keys).
+	Keys NodeKeys
+	// Epoch returns the current epoch's configuration (/v1/validators).
+	Epoch func() consensus.EpochConfig
+	// EpochValidators returns an epoch's validator set, to name the
+	// signers of commit certificates.
+	EpochValidators func(epoch uint64) (ledger.ValidatorSet, error)
 }
 
 type server struct {
@@ -66,8 +74,8 @@ type server struct {
 
 // New returns the API's handler.
 func New(cfg Config) (http.Handler, error) {
-	if cfg.Store == nil || cfg.Pool == nil || cfg.Status == nil || cfg.Metrics == nil {
-		return nil, errors.New("api: store, mempool, status and metrics are required")
+	if cfg.Store == nil || cfg.Pool == nil || cfg.Status == nil || cfg.Metrics == nil || cfg.Node == nil {
+		return nil, errors.New("api: store, mempool, node, status and metrics are required")
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -104,6 +112,11 @@ func New(cfg Config) (http.Handler, error) {
 	route("GET /v1/grants", s.grants)
 	route("POST /v1/admin/transactions", s.adminSubmit)
 	route("GET /v1/admin/audit", s.auditExport)
+	route("GET /v1/validators", s.validators)
+	route("GET /v1/proposals/{id}", s.proposal)
+	route("GET /v1/admin/node/keys", s.nodeKeys)
+	route("POST /v1/admin/node/keys", s.rotateNodeKey)
+	route("POST /v1/admin/node/keys/{id}/destroy", s.destroyNodeKey)
 	mux.Handle("GET /metrics", MetricsHandler(cfg.Metrics))
 	if cfg.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -489,6 +502,11 @@ func (s *server) writeBlock(w http.ResponseWriter, r *http.Request, h uint64) er
 	if m["results"], err = json.Marshal(results); err != nil {
 		return err
 	}
+	if p := s.commitProof(h); p != nil {
+		if m["commitProof"], err = json.Marshal(p); err != nil {
+			return err
+		}
+	}
 	return writeJSON(w, http.StatusOK, m)
 }
 
@@ -605,7 +623,7 @@ func (s *server) recordContent(w http.ResponseWriter, r *http.Request) error {
 		return s.denied(r, aerr)
 	}
 	dec, err := app.AuthorizeRead(s.view, app.ReadRequest{
-		Reader: acct.Address, Record: id, Time: s.cfg.Now().UnixMilli(), Purpose: r.URL.Query().Get("purpose"), Node: s.cfg.Node,
+		Reader: acct.Address, Record: id, Time: s.cfg.Now().UnixMilli(), Purpose: r.URL.Query().Get("purpose"), Node: s.cfg.Node(),
 	})
 	if err != nil {
 		return err

@@ -12,12 +12,15 @@ import (
 	"strings"
 	"time"
 
+	"hallmark/gm"
 	"hallmark/ledger"
 )
 
 // Status is the part of a node's status document the tests read.
 type Status struct {
+	KeyID           gm.KeyID       `json:"peerId"`
 	Role            string         `json:"role"`
+	FastPath        string         `json:"fastPath"`
 	Epoch           uint64         `json:"epoch"`
 	Round           uint64         `json:"round"`
 	CommittedHeight uint64         `json:"committedHeight"`
@@ -29,10 +32,14 @@ type Status struct {
 	Mempool struct {
 		Transactions int `json:"transactions"`
 	} `json:"mempool"`
-	Peers []struct {
-		Connected bool `json:"connected"`
-	} `json:"peers"`
-	ReceiptDelegation string `json:"receiptDelegation"`
+	Peers             []PeerStatus `json:"peers"`
+	ReceiptDelegation string       `json:"receiptDelegation"`
+}
+
+// PeerStatus is one validator peer in a node's status.
+type PeerStatus struct {
+	KeyID     gm.KeyID `json:"peerId"`
+	Connected bool     `json:"connected"`
 }
 
 // ConnectedPeers counts the peers the node has a live connection to.
@@ -237,37 +244,51 @@ type Agreement struct {
 // the nodes to reach the highest tip seen, so that a node that is a
 // moment behind does not shorten the comparison.
 func (c *Cluster) CheckAgreement(ctx context.Context, settle time.Duration) (Agreement, error) {
-	var top uint64
-	for _, h := range c.Heights(ctx) {
-		if h < 0 {
-			return Agreement{}, fmt.Errorf("clustertest: a node does not answer (heights %v)", c.Heights(ctx))
-		}
-		top = max(top, uint64(h))
+	all := make([]int, len(c.Nodes))
+	for i := range all {
+		all[i] = i
 	}
-	if err := c.WaitHeight(ctx, top, settle); err != nil {
+	return c.CheckAgreementOf(ctx, settle, all...)
+}
+
+// CheckAgreementOf is CheckAgreement over the given nodes only (a node
+// that left the consortium stops following it).
+func (c *Cluster) CheckAgreementOf(ctx context.Context, settle time.Duration, nodes ...int) (Agreement, error) {
+	if len(nodes) == 0 {
+		return Agreement{}, errors.New("clustertest: no node to compare")
+	}
+	var top uint64
+	for _, i := range nodes {
+		h, err := c.Height(ctx, i)
+		if err != nil {
+			return Agreement{}, fmt.Errorf("clustertest: %s does not answer: %w", c.Nodes[i].Name, err)
+		}
+		top = max(top, h)
+	}
+	if err := c.WaitHeight(ctx, top, settle, nodes...); err != nil {
 		return Agreement{}, err
 	}
 	var ag Agreement
 	ag.Height = top
-	var prev []ledger.BlockID
+	prev := make([]ledger.BlockID, len(nodes))
 	for h := uint64(0); h <= top; h++ {
-		var ids []ledger.BlockID
-		for i := range c.Nodes {
+		ids := make([]ledger.BlockID, len(nodes))
+		for k, i := range nodes {
 			b, err := c.Block(ctx, i, h)
 			if err != nil {
 				return ag, err
 			}
-			if h > 0 && b.Header.PrevHash != prev[i] {
+			if h > 0 && b.Header.PrevHash != prev[k] {
 				return ag, fmt.Errorf("clustertest: %s: block %d does not link to block %d", c.Nodes[i].Name, h, h-1)
 			}
-			ids = append(ids, b.ID)
-			if i == 0 {
+			ids[k] = b.ID
+			if k == 0 {
 				ag.Txs += len(b.TxIDs)
 			}
 		}
-		for i := 1; i < len(ids); i++ {
-			if ids[i] != ids[0] {
-				return ag, fmt.Errorf("clustertest: height %d: %s has block %s, %s has %s", h, c.Nodes[i].Name, ids[i], c.Nodes[0].Name, ids[0])
+		for k := 1; k < len(ids); k++ {
+			if ids[k] != ids[0] {
+				return ag, fmt.Errorf("clustertest: height %d: %s has block %s, %s has %s", h, c.Nodes[nodes[k]].Name, ids[k], c.Nodes[nodes[0]].Name, ids[0])
 			}
 		}
 		prev = ids
@@ -339,4 +360,46 @@ func (c *Cluster) BlockTxIDs(ctx context.Context, i int, h uint64) ([]ledger.TxI
 		ids[k] = t.ID
 	}
 	return ids, nil
+}
+
+// Validators is node i's view of the validator set: the current epoch's
+// and the committed state's (the next epoch's while a change is pending).
+type Validators struct {
+	Epoch      uint64              `json:"epoch"`
+	Validators []ledger.PeerConfig `json:"validators"`
+	Committed  []ledger.PeerConfig `json:"committed"`
+	Pending    bool                `json:"pending"`
+}
+
+// Has reports whether key id is in the current epoch's set.
+func (v *Validators) Has(id gm.KeyID) bool {
+	return slices.ContainsFunc(v.Validators, func(p ledger.PeerConfig) bool { return p.PeerID == id })
+}
+
+// Validators fetches node i's validator sets.
+func (c *Cluster) Validators(ctx context.Context, i int) (*Validators, error) {
+	var v Validators
+	if err := c.get(ctx, i, "/v1/validators", &v); err != nil {
+		return nil, err
+	}
+	return &v, nil
+}
+
+// CommitSigners returns the epoch of the commit certificate node i stores
+// with block h and the validators whose signatures it carries (nil when
+// the block has none stored).
+func (c *Cluster) CommitSigners(ctx context.Context, i int, h uint64) (uint64, []gm.KeyID, error) {
+	var b struct {
+		Proof *struct {
+			Epoch   uint64     `json:"epoch"`
+			Signers []gm.KeyID `json:"signers"`
+		} `json:"commitProof"`
+	}
+	if err := c.get(ctx, i, "/v1/blocks/"+strconv.FormatUint(h, 10), &b); err != nil {
+		return 0, nil, err
+	}
+	if b.Proof == nil {
+		return 0, nil, nil
+	}
+	return b.Proof.Epoch, b.Proof.Signers, nil
 }

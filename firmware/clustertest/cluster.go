@@ -45,6 +45,7 @@ import (
 	"hallmark/hsm/tpm"
 	"hallmark/ledger"
 	"hallmark/ledger/app"
+	"hallmark/provisioning"
 )
 
 // Options shape a cluster.
@@ -66,6 +67,12 @@ type Options struct {
 	// Configure, if set, may change node i's configuration document
 	// before it is written (keys as in docs/CONFIG.md).
 	Configure func(i int, cfg map[string]any)
+	// Provision, if set, replaces the built-in genesis: it is called once
+	// every node's TPM runs and must make each node's key (setting
+	// Node.Key and Node.KeyRef), set the cluster's Kiosk and Admin keys,
+	// and return the path of an approved genesis file. The provisioning
+	// tests run the real genesis ceremony here.
+	Provision func(ctx context.Context, c *Cluster) (genesisPath string, err error)
 	// Log receives progress lines (default: discarded).
 	Log io.Writer
 }
@@ -95,6 +102,8 @@ type Cluster struct {
 	clientNS string    // "" in loopback mode
 	http     *http.Client
 
+	genesis string // path of the genesis file
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -113,8 +122,10 @@ type Node struct {
 	// Key is the validator public key; KeyRef its hsm reference.
 	Key    *gm.PublicKey
 	KeyRef string
-	Dir    string
-	Config string
+	// attestation is the TPM's evidence for Key, bound to the chain.
+	attestation *provisioning.Attestation
+	Dir         string
+	Config      string
 
 	mu   sync.Mutex
 	proc *proc
@@ -187,12 +198,25 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		if err := c.startTPM(ctx, n); err != nil {
 			return nil, err
 		}
-		if err := c.generateKey(ctx, n); err != nil {
-			return nil, err
+		if opts.Provision == nil {
+			if err := c.generateKey(ctx, n); err != nil {
+				return nil, err
+			}
 		}
 	}
-	if err := c.writeChain(); err != nil {
+	gpath := filepath.Join(c.opts.Dir, "genesis.cbor")
+	if opts.Provision != nil {
+		if gpath, err = opts.Provision(ctx, c); err != nil {
+			return nil, err
+		}
+	} else if err := c.writeGenesis(ctx, gpath); err != nil {
 		return nil, err
+	}
+	c.genesis = gpath
+	for _, n := range c.Nodes {
+		if err := c.writeConfig(n); err != nil {
+			return nil, err
+		}
 	}
 	for _, n := range c.Nodes {
 		if err := c.StartNode(n.Index); err != nil {
@@ -225,20 +249,10 @@ func (c *Cluster) makeNamespaces() error {
 		return fmt.Errorf("%w: %v", ErrRefused, err)
 	}
 	c.topo = t
-	for i := range c.opts.Nodes {
-		addr := fmt.Sprintf("198.18.0.%d", i+1)
-		ns, err := t.addMember(fmt.Sprintf("n%d", i), addr+"/24")
-		if err != nil {
+	for range c.opts.Nodes {
+		if _, err := c.newNode(); err != nil {
 			return err
 		}
-		c.Nodes = append(c.Nodes, &Node{
-			Index: i, Name: fmt.Sprintf("node%d", i), Netns: ns, IP: addr,
-			Peer:  net.JoinHostPort(addr, strconv.Itoa(nsPeerPort)),
-			Kiosk: net.JoinHostPort(addr, strconv.Itoa(nsKioskPort)),
-			API:   net.JoinHostPort(addr, strconv.Itoa(nsAPIPort)),
-			TPM:   net.JoinHostPort("127.0.0.1", strconv.Itoa(nsTPMPort)), tpmCtrl: nsTPMPort + 1,
-			Dir: filepath.Join(c.opts.Dir, fmt.Sprintf("node%d", i)),
-		})
 	}
 	if c.clientNS, err = t.addMember("cl", "198.18.0.200/24"); err != nil {
 		return err
@@ -251,17 +265,74 @@ func (c *Cluster) makeNamespaces() error {
 }
 
 func (c *Cluster) makeLoopback() {
-	for i := range c.opts.Nodes {
-		tpmPort, tpmCtrl := freeTCPPair()
-		c.Nodes = append(c.Nodes, &Node{
-			Index: i, Name: fmt.Sprintf("node%d", i), IP: "127.0.0.1",
-			Peer:  net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort("udp"))),
-			Kiosk: net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort("udp"))),
-			API:   net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort("tcp"))),
-			TPM:   net.JoinHostPort("127.0.0.1", strconv.Itoa(tpmPort)), tpmCtrl: tpmCtrl,
-			Dir: filepath.Join(c.opts.Dir, fmt.Sprintf("node%d", i)),
-		})
+	for range c.opts.Nodes {
+		c.newNode() // cannot fail in loopback mode
 	}
+}
+
+// newNode appends the next node: in its own namespace (address
+// 198.18.0.<index+1>) or on loopback with free ports.
+func (c *Cluster) newNode() (*Node, error) {
+	i := len(c.Nodes)
+	n := &Node{Index: i, Name: fmt.Sprintf("node%d", i), Dir: filepath.Join(c.opts.Dir, fmt.Sprintf("node%d", i))}
+	if c.topo != nil {
+		if i+1 >= 200 {
+			return nil, fmt.Errorf("clustertest: at most 199 nodes")
+		}
+		addr := fmt.Sprintf("198.18.0.%d", i+1)
+		ns, err := c.topo.addMember(fmt.Sprintf("n%d", i), addr+"/24")
+		if err != nil {
+			return nil, err
+		}
+		n.Netns, n.IP = ns, addr
+		n.Peer = net.JoinHostPort(addr, strconv.Itoa(nsPeerPort))
+		n.Kiosk = net.JoinHostPort(addr, strconv.Itoa(nsKioskPort))
+		n.API = net.JoinHostPort(addr, strconv.Itoa(nsAPIPort))
+		n.TPM, n.tpmCtrl = net.JoinHostPort("127.0.0.1", strconv.Itoa(nsTPMPort)), nsTPMPort+1
+	} else {
+		tpmPort, tpmCtrl := freeTCPPair()
+		n.IP = "127.0.0.1"
+		n.Peer = net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort("udp")))
+		n.Kiosk = net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort("udp")))
+		n.API = net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort("tcp")))
+		n.TPM, n.tpmCtrl = net.JoinHostPort("127.0.0.1", strconv.Itoa(tpmPort)), tpmCtrl
+	}
+	c.Nodes = append(c.Nodes, n)
+	return n, nil
+}
+
+// AddNode prepares one more appliance beside the running cluster: its
+// namespace (or loopback ports), its directory and its swtpm, with no key
+// and no process yet. The enrolment test makes its key (SetKey), writes
+// its configuration (WriteConfig) and starts it (StartNode). AddNode
+// changes c.Nodes: call it while nothing else uses the cluster (no load
+// running).
+func (c *Cluster) AddNode(ctx context.Context) (*Node, error) {
+	n, err := c.newNode()
+	if err != nil {
+		return nil, err
+	}
+	if err := c.startTPM(ctx, n); err != nil {
+		return nil, err
+	}
+	c.logf("cluster: added %s at %s (not started)", n.Name, n.IP)
+	return n, nil
+}
+
+// SetKey records the node's identity key and its hsm reference: after its
+// enrolment, or after a key rotation (receipts are then certified by the
+// new key).
+func (n *Node) SetKey(key *gm.PublicKey, ref string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.Key, n.KeyRef = key, ref
+}
+
+// identityKey returns the node's identity key, safe against SetKey.
+func (n *Node) identityKey() *gm.PublicKey {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.Key
 }
 
 // freePort returns a port that nothing uses on 127.0.0.1 right now.
@@ -359,13 +430,19 @@ func (c *Cluster) generateKey(ctx context.Context, n *Node) error {
 			return fmt.Errorf("clustertest: %s: generating the key in its TPM: %w", n.Name, err)
 		}
 		n.Key, n.KeyRef = s.PublicKey(), s.Ref()
+		if n.attestation, err = provisioning.Attest(ctx, s, ChainID); err != nil {
+			s.Close()
+			return fmt.Errorf("clustertest: %s: %w", n.Name, err)
+		}
 		return s.Close()
 	})
 }
 
-// writeChain writes the genesis (the nodes as validators, an admin and a
-// kiosk account) and each node's configuration.
-func (c *Cluster) writeChain() error {
+// writeGenesis writes the genesis: the nodes as validators (with their
+// TPM attestations), an admin and a kiosk account, approved by the admin;
+// the cluster plays the founding administrator and every organisation's
+// CA.
+func (c *Cluster) writeGenesis(ctx context.Context, gpath string) error {
 	var err error
 	if c.Kiosk, err = gm.GenerateKey(nil); err != nil {
 		return err
@@ -374,12 +451,10 @@ func (c *Cluster) writeChain() error {
 		return err
 	}
 	doc := &app.GenesisDoc{Version: app.GenesisVersion, ChainID: ChainID, Time: time.Now().Add(-time.Second).UnixMilli(), Params: *c.opts.Params}
+	atts := map[gm.KeyID]*provisioning.Attestation{}
 	for _, n := range c.Nodes {
-		pk := ledger.KeyBytes(n.Key)
-		doc.Validators = append(doc.Validators, ledger.PeerConfig{
-			ProtocolVersion: ledger.ProtocolVersion, SoftwareVersion: "clustertest", PeerID: pk.ID(), Address: n.Peer,
-			PublicKey: pk, Organisation: "cluster " + n.Name,
-		})
+		doc.Validators = append(doc.Validators, n.PeerConfig())
+		atts[n.Key.ID()] = n.attestation
 	}
 	for _, a := range []struct {
 		k     *gm.PrivateKey
@@ -388,33 +463,56 @@ func (c *Cluster) writeChain() error {
 	}{{c.Admin, ledger.RoleAdmin, "admin"}, {c.Kiosk, ledger.RoleKiosk, "kiosk"}} {
 		doc.Accounts = append(doc.Accounts, app.GenesisAccount{PublicKey: ledger.KeyBytes(a.k.PublicKey()), Institution: "cluster " + a.name, Roles: a.roles})
 	}
-	gpath := filepath.Join(c.opts.Dir, "genesis.cbor")
-	if err := genesis.Write(gpath, doc); err != nil {
+	ca, err := gm.GenerateKey(nil)
+	if err != nil {
 		return err
 	}
-	for _, n := range c.Nodes {
-		cfg := map[string]any{
-			"nodeKey": n.KeyRef,
-			"tpm":     n.TPM,
-			"dataDir": "data",
-			"genesis": gpath,
-			"listen":  map[string]any{"peer": n.Peer, "kiosk": n.Kiosk, "api": n.API},
-			"api":     map[string]any{"pprof": true},
-			"log":     map[string]any{"level": "info"},
-		}
-		if c.opts.Configure != nil {
-			c.opts.Configure(n.Index, cfg)
-		}
-		b, err := json.MarshalIndent(cfg, "", "  ")
-		if err != nil {
-			return err
-		}
-		n.Config = filepath.Join(n.Dir, "node.json")
-		if err := os.WriteFile(n.Config, append(b, '\n'), 0o644); err != nil {
-			return err
-		}
+	g, err := provisioning.QuickGenesis(ctx, doc, provisioning.QuickOptions{CAKey: ca, Attestations: atts, Admins: []gm.Signer{c.Admin}})
+	if err != nil {
+		return err
 	}
-	return nil
+	return genesis.Write(gpath, g)
+}
+
+// PeerConfig returns the node's validator-set entry.
+func (n *Node) PeerConfig() ledger.PeerConfig {
+	pk := ledger.KeyBytes(n.Key)
+	return ledger.PeerConfig{
+		ProtocolVersion: ledger.ProtocolVersion, SoftwareVersion: "clustertest", PeerID: pk.ID(), Address: n.Peer,
+		PublicKey: pk, Organisation: "cluster " + n.Name,
+	}
+}
+
+// GenesisPath returns the path of the cluster's genesis file.
+func (c *Cluster) GenesisPath() string { return c.genesis }
+
+// WriteConfig writes node i's configuration (its key reference, TPM,
+// listen addresses and the cluster's genesis, then Options.Configure).
+func (c *Cluster) WriteConfig(i int) error { return c.writeConfig(c.Nodes[i]) }
+
+// writeConfig writes node n's configuration.
+func (c *Cluster) writeConfig(n *Node) error {
+	n.mu.Lock()
+	ref := n.KeyRef
+	n.mu.Unlock()
+	cfg := map[string]any{
+		"nodeKey": ref,
+		"tpm":     n.TPM,
+		"dataDir": "data",
+		"genesis": c.genesis,
+		"listen":  map[string]any{"peer": n.Peer, "kiosk": n.Kiosk, "api": n.API},
+		"api":     map[string]any{"pprof": true},
+		"log":     map[string]any{"level": "info"},
+	}
+	if c.opts.Configure != nil {
+		c.opts.Configure(n.Index, cfg)
+	}
+	b, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return err
+	}
+	n.Config = filepath.Join(n.Dir, "node.json")
+	return os.WriteFile(n.Config, append(b, '\n'), 0o644)
 }
 
 // StartNode starts node i's hallmarkd (again, after a stop or kill: it
@@ -609,6 +707,13 @@ func (c *Cluster) InClientNetns(fn func() error) error { return inNetns(c.client
 
 // InNodeNetns runs fn with the calling thread in node i's namespace.
 func (c *Cluster) InNodeNetns(i int, fn func() error) error { return inNetns(c.Nodes[i].Netns, fn) }
+
+// ClientCommand returns a command to run inside the client namespace
+// (directly in loopback mode): an operator's hallmarkctl talking to the
+// nodes' APIs.
+func (c *Cluster) ClientCommand(name string, args ...string) *exec.Cmd {
+	return c.command(c.clientNS, name, args...)
+}
 
 // Command returns a command to run inside node i's namespace (directly in
 // loopback mode).

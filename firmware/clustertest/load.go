@@ -41,7 +41,7 @@ func (c *Cluster) KioskClient(ctx context.Context, i int, cfg client.Config) (*c
 	if err != nil {
 		return nil, fmt.Errorf("clustertest: %s: receipt delegation: %w", c.Nodes[i].Name, err)
 	}
-	rk, err := client.ReceiptKey(raw, c.Nodes[i].Key, ChainID, time.Now())
+	rk, err := client.ReceiptKey(raw, c.Nodes[i].identityKey(), ChainID, time.Now())
 	if err != nil {
 		return nil, fmt.Errorf("clustertest: %s: %w", c.Nodes[i].Name, err)
 	}

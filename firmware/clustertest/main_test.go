@@ -1,4 +1,4 @@
-//go:build cluster
+//go:build cluster || provisioning
 
 package clustertest
 
@@ -23,33 +23,42 @@ import (
 )
 
 var (
-	hallmarkdFlag = flag.String("hallmarkd", "", "hallmarkd binary (default: built from ./cmd/hallmarkd into a temporary directory)")
-	logsFlag      = flag.Bool("logs", false, "print the tail of every node's log at the end of each test, also when it passes")
+	hallmarkdFlag   = flag.String("hallmarkd", "", "hallmarkd binary (default: built from ./cmd/hallmarkd into a temporary directory)")
+	hallmarkctlFlag = flag.String("hallmarkctl", "", "hallmarkctl binary for the ceremony tests (default: built from ./cmd/hallmarkctl into a temporary directory)")
+	logsFlag        = flag.Bool("logs", false, "print the tail of every node's log at the end of each test, also when it passes")
 )
 
 // byzantineEnv, when set, makes the test binary the Byzantine validator
 // process: the variable names its configuration file.
 const byzantineEnv = "HALLMARK_CLUSTERTEST_BYZANTINE"
 
-var hallmarkd string
+var hallmarkd, hallmarkctl string
 
 func TestMain(m *testing.M) {
 	if path := os.Getenv(byzantineEnv); path != "" {
 		os.Exit(byzantineMain(path))
 	}
 	flag.Parse()
-	hallmarkd = *hallmarkdFlag
+	hallmarkd, hallmarkctl = *hallmarkdFlag, *hallmarkctlFlag
 	var tmp string
-	if hallmarkd == "" {
-		var err error
-		if tmp, err = os.MkdirTemp("", "hallmarkd-bin-"); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
+	for _, b := range []struct {
+		path *string
+		pkg  string
+	}{{&hallmarkd, "hallmark/cmd/hallmarkd"}, {&hallmarkctl, "hallmark/cmd/hallmarkctl"}} {
+		if *b.path != "" {
+			continue
 		}
-		hallmarkd = filepath.Join(tmp, "hallmarkd")
-		out, err := exec.Command("go", "build", "-o", hallmarkd, "hallmark/cmd/hallmarkd").CombinedOutput()
+		if tmp == "" {
+			var err error
+			if tmp, err = os.MkdirTemp("", "hallmarkd-bin-"); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
+		}
+		*b.path = filepath.Join(tmp, filepath.Base(b.pkg))
+		out, err := exec.Command("go", "build", "-o", *b.path, b.pkg).CombinedOutput()
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "building hallmarkd: %v\n%s", err, out)
+			fmt.Fprintf(os.Stderr, "building %s: %v\n%s", b.pkg, err, out)
 			os.RemoveAll(tmp)
 			os.Exit(1)
 		}
@@ -134,6 +143,18 @@ func maxHeight(t *testing.T, c *Cluster, nodes ...int) uint64 {
 // that crashed before it passed them on).
 func finish(t *testing.T, c *Cluster, load *Load, spare ...int) Agreement {
 	t.Helper()
+	all := make([]int, len(c.Nodes))
+	for i := range all {
+		all[i] = i
+	}
+	return finishOn(t, c, load, all, spare...)
+}
+
+// finishOn is finish with the agreement checked among the given nodes
+// (node nodes[0] is the one whose chain is read): nodes that left the
+// consortium are not compared.
+func finishOn(t *testing.T, c *Cluster, load *Load, nodes []int, spare ...int) Agreement {
+	t.Helper()
 	ctx := t.Context()
 	stats, err := load.Stop()
 	t.Logf("load: %v", stats)
@@ -154,17 +175,17 @@ func finish(t *testing.T, c *Cluster, load *Load, spare ...int) Agreement {
 			must[id] = true
 		}
 	}
-	// Wait until every transaction that must commit has, on node 0.
+	// Wait until every transaction that must commit has, on nodes[0].
 	deadline := time.Now().Add(60 * time.Second)
 	var from uint64 = 1
 	committed := map[ledger.TxID]uint64{}
 	for {
-		top, err := c.Height(ctx, 0)
+		top, err := c.Height(ctx, nodes[0])
 		if err != nil {
 			t.Fatal(err)
 		}
 		if top >= from {
-			got, err := c.CommittedTxs(ctx, 0, from, top)
+			got, err := c.CommittedTxs(ctx, nodes[0], from, top)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -196,15 +217,15 @@ func finish(t *testing.T, c *Cluster, load *Load, spare ...int) Agreement {
 			spared++
 		}
 	}
-	ag, err := c.CheckAgreement(ctx, 60*time.Second)
+	ag, err := c.CheckAgreementOf(ctx, 60*time.Second, nodes...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if ex := c.Exited(); len(ex) > 0 {
 		t.Fatalf("nodes exited: %v", ex)
 	}
-	t.Logf("agreement: %d nodes, heights 0..%d, %d transactions; %d of %d accepted transactions committed (%d accepted by a crashed node did not)",
-		len(c.Nodes), ag.Height, ag.Txs, len(accepted)-spared, len(accepted), spared)
+	t.Logf("agreement: %d nodes, heights 0..%d, %d transactions; %d of %d accepted transactions committed (%d accepted by a node that crashed or left did not)",
+		len(nodes), ag.Height, ag.Txs, len(accepted)-spared, len(accepted), spared)
 	return ag
 }
 

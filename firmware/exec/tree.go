@@ -77,6 +77,10 @@ type Config struct {
 	// Self is this node's key id: which shard it keeps, and Self in the
 	// epoch configurations it reports.
 	Self gm.KeyID
+	// Keys, if set, returns every key the node holds (its key before and
+	// after a rotation): in an epoch whose validator set lists one of
+	// them, that one is Self. Nil means Self alone.
+	Keys func() []gm.KeyID
 	Now  func() time.Time
 }
 
@@ -112,14 +116,16 @@ func New(cfg Config, r Root) (*Tree, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	ep := withSelf(r.Epoch, cfg.Self)
+	t := &Tree{cfg: cfg}
+	ep := t.withSelf(r.Epoch)
 	root := &Block{ID: r.Header.ID(), Header: r.Header, Seen: cfg.Now()}
 	if r.Header.Epoch < ep.Epoch() {
 		root.Next = &ep
 	} else {
 		root.Epoch, root.Pending = &ep, r.Pending
 	}
-	return &Tree{cfg: cfg, blocks: map[ledger.BlockID]*Block{root.ID: root}, root: root}, nil
+	t.blocks, t.root = map[ledger.BlockID]*Block{root.ID: root}, root
+	return t, nil
 }
 
 // Root returns the last committed block.
@@ -143,11 +149,24 @@ func (t *Tree) Len() int {
 	return len(t.blocks)
 }
 
-func withSelf(c consensus.EpochConfig, self gm.KeyID) consensus.EpochConfig {
-	c.Self = gm.KeyID{}
-	if c.Validators.IndexOf(self) >= 0 {
-		c.Self = self
+// SelfIn returns the key this node holds that vs lists, or zero.
+func (t *Tree) SelfIn(vs *ledger.ValidatorSet) gm.KeyID {
+	if t.cfg.Keys == nil {
+		if vs.IndexOf(t.cfg.Self) >= 0 {
+			return t.cfg.Self
+		}
+		return gm.KeyID{}
 	}
+	for _, k := range t.cfg.Keys() {
+		if vs.IndexOf(k) >= 0 {
+			return k
+		}
+	}
+	return gm.KeyID{}
+}
+
+func (t *Tree) withSelf(c consensus.EpochConfig) consensus.EpochConfig {
+	c.Self = t.SelfIn(&c.Validators)
 	return c
 }
 
@@ -165,7 +184,11 @@ func epochFor(parent *Block, epoch uint64) (*consensus.EpochConfig, bool) {
 
 // ShardIndex returns this node's validator index in cfg, or -1.
 func (t *Tree) ShardIndex(cfg *consensus.EpochConfig) int {
-	return cfg.Validators.IndexOf(t.cfg.Self)
+	self := t.SelfIn(&cfg.Validators)
+	if self == (gm.KeyID{}) {
+		return -1
+	}
+	return cfg.Validators.IndexOf(self)
 }
 
 // layers returns the write sets from b up to (excluding) the root, newest
@@ -330,7 +353,7 @@ func (t *Tree) Validate(block *ledger.Block, parentID ledger.BlockID, mustBeEmpt
 		return nil, nil, err
 	}
 	if next != nil {
-		n := withSelf(*next, t.cfg.Self)
+		n := t.withSelf(*next)
 		next = &n
 	}
 	b := &Block{ID: id, Block: block, Header: *h, Output: out, Epoch: cfg, Pending: pending, Next: next,
@@ -568,7 +591,7 @@ func (t *Tree) Build(req consensus.BuildProposal, chainID string, pick func(para
 	}
 	block.Header.StateRoot = out.StateRoot
 	if next != nil {
-		n := withSelf(*next, t.cfg.Self)
+		n := t.withSelf(*next)
 		next = &n
 	}
 	b := &Block{ID: block.Header.ID(), Block: block, Header: block.Header, Output: out, Epoch: cfg, Pending: pending, Next: next,

@@ -1,7 +1,9 @@
-// Package genesis loads a chain's genesis document and derives the genesis
+// Package genesis loads a chain's genesis file and derives the genesis
 // block and the first epoch from it. Every node reads its genesis file
-// here, so that when provisioning wraps the document in an
-// administrator-signed envelope only this package changes.
+// here. The file is the genesis ceremony's product (package provisioning):
+// the genesis document with the founding organisations and validator
+// evidence, approved by the founding administrators; a node refuses a file
+// whose approvals do not reach the governance threshold.
 package genesis
 
 import (
@@ -12,15 +14,15 @@ import (
 	"hallmark/consensus"
 	"hallmark/ledger"
 	"hallmark/ledger/app"
+	"hallmark/provisioning"
 	"hallmark/storage/erasure"
 )
 
 // MaxFileBytes bounds a genesis file.
-const MaxFileBytes = 16 << 20
+const MaxFileBytes = provisioning.MaxGenesisFileBytes
 
-// Load reads and validates the genesis document at path: the canonical
-// CBOR of app.GenesisDoc.
-func Load(path string) (*app.GenesisDoc, error) {
+// Read reads and decodes the genesis file at path without verifying it.
+func Read(path string) (*provisioning.GenesisFile, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("genesis: %w", err)
@@ -33,19 +35,37 @@ func Load(path string) (*app.GenesisDoc, error) {
 	if len(b) > MaxFileBytes {
 		return nil, fmt.Errorf("genesis: %s is larger than %d bytes", path, MaxFileBytes)
 	}
-	doc, err := app.DecodeGenesis(b)
+	g, err := provisioning.DecodeGenesisFile(b)
 	if err != nil {
-		return nil, fmt.Errorf("genesis: %s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return doc, nil
+	return g, nil
 }
 
-// Write validates doc and writes its canonical encoding to path.
-func Write(path string, doc *app.GenesisDoc) error {
-	if err := doc.Validate(); err != nil {
-		return fmt.Errorf("genesis: %w", err)
+// Load reads the genesis file at path and verifies it: the document, the
+// organisations and validator evidence (with o.RequireAttestation, every
+// validator must have a verified TPM attestation), and that the founding
+// administrators' approvals reach the governance threshold. It returns the
+// genesis document and the file.
+func Load(path string, o provisioning.CheckOptions) (*app.GenesisDoc, *provisioning.GenesisFile, error) {
+	g, err := Read(path)
+	if err != nil {
+		return nil, nil, err
 	}
-	b, err := ledger.Marshal(doc)
+	doc, err := g.Verify(o)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w: a node starts only from a genesis its founding administrators approved (hallmarkctl genesis verify)", path, err)
+	}
+	return doc, g, nil
+}
+
+// Write verifies an approved genesis file and writes its canonical
+// encoding to path.
+func Write(path string, g *provisioning.GenesisFile) error {
+	if _, err := g.Verify(provisioning.CheckOptions{}); err != nil {
+		return err
+	}
+	b, err := g.Encode()
 	if err != nil {
 		return fmt.Errorf("genesis: encoding: %w", err)
 	}

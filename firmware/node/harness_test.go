@@ -71,6 +71,8 @@ type cluster struct {
 	t     *testing.T
 	chain *testchain.Chain
 	nodes []*testNode
+	dir   string
+	gpath string
 }
 
 // clusterOptions shape a test cluster.
@@ -94,16 +96,12 @@ func newCluster(t *testing.T, o clusterOptions) *cluster {
 		addrs[i] = fmt.Sprintf("127.0.0.1:%d", freeUDPPort(t))
 	}
 	c := &cluster{t: t, chain: testchain.New(t, testchain.Options{Validators: o.signers, Addrs: addrs, Params: o.params, Time: time.Now().Add(-time.Second).UnixMilli()})}
-	dir := t.TempDir()
-	gpath := filepath.Join(dir, "genesis.cbor")
-	if err := genesis.Write(gpath, c.chain.Doc); err != nil {
+	c.dir = t.TempDir()
+	c.gpath = filepath.Join(c.dir, "genesis.cbor")
+	if err := genesis.Write(c.gpath, c.chain.File(t)); err != nil {
 		t.Fatal(err)
 	}
 	for i := range n {
-		ndir := filepath.Join(dir, fmt.Sprintf("node%d", i))
-		if err := os.MkdirAll(ndir, 0o700); err != nil {
-			t.Fatal(err)
-		}
 		key := "tpm:handle=0x81000010" // unused when the signer is injected
 		if o.nodeKey != nil {
 			key = o.nodeKey(i)
@@ -112,26 +110,7 @@ func newCluster(t *testing.T, o clusterOptions) *cluster {
 		if o.window != nil {
 			window = o.window(i)
 		}
-		extra := ""
-		if o.extra != "" {
-			extra = "," + o.extra
-		}
-		doc := fmt.Sprintf(`{
-  "nodeKey": %q,
-  "dataDir": "data",
-  "genesis": %q,
-  "listen": {"peer": %q, "kiosk": "127.0.0.1:0", "api": "127.0.0.1:0"},
-  "storage": {"scrubInterval": "0s", "window": %d},
-  "blocks": {"idleWait": "50ms"},
-  "mempool": {"workers": 2},
-  "log": {"level": "debug"}%s
-}`, key, gpath, addrs[i], window, extra)
-		p := filepath.Join(ndir, "node.json")
-		if err := os.WriteFile(p, []byte(doc), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		tn := &testNode{t: t, idx: i, signer: o.signers[i], cfgPath: p, commits: map[uint64]ledger.BlockID{}, logs: &lockedBuffer{}}
-		c.nodes = append(c.nodes, tn)
+		c.addNode(o.signers[i], addrs[i], key, window, o.extra)
 	}
 	t.Cleanup(func() {
 		for _, tn := range c.nodes {
@@ -144,6 +123,39 @@ func newCluster(t *testing.T, o clusterOptions) *cluster {
 		}
 	})
 	return c
+}
+
+// addNode writes the configuration of a node with signer at addr and adds
+// it to the cluster (not started). A node added after genesis is not a
+// validator until governance admits it.
+func (c *cluster) addNode(signer gm.Signer, addr, key string, window int, extra string) *testNode {
+	t := c.t
+	t.Helper()
+	i := len(c.nodes)
+	ndir := filepath.Join(c.dir, fmt.Sprintf("node%d", i))
+	if err := os.MkdirAll(ndir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if extra != "" {
+		extra = "," + extra
+	}
+	doc := fmt.Sprintf(`{
+  "nodeKey": %q,
+  "dataDir": "data",
+  "genesis": %q,
+  "listen": {"peer": %q, "kiosk": "127.0.0.1:0", "api": "127.0.0.1:0"},
+  "storage": {"scrubInterval": "0s", "window": %d},
+  "blocks": {"idleWait": "50ms"},
+  "mempool": {"workers": 2},
+  "log": {"level": "debug"}%s
+}`, key, c.gpath, addr, window, extra)
+	p := filepath.Join(ndir, "node.json")
+	if err := os.WriteFile(p, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tn := &testNode{t: t, idx: i, signer: signer, cfgPath: p, commits: map[uint64]ledger.BlockID{}, logs: &lockedBuffer{}}
+	c.nodes = append(c.nodes, tn)
+	return tn
 }
 
 func tail(s string, n int) string {

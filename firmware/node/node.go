@@ -15,10 +15,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,14 +31,13 @@ import (
 	"hallmark/firmware/metrics"
 	"hallmark/firmware/sigcache"
 	"hallmark/gm"
-	"hallmark/hsm"
-	"hallmark/hsm/tpm"
 	"hallmark/ledger"
 	"hallmark/ledger/app"
 	"hallmark/netstack/ingress"
 	"hallmark/netstack/kiosk"
 	"hallmark/netstack/peer"
 	"hallmark/netstack/xdp"
+	"hallmark/provisioning"
 	"hallmark/storage"
 )
 
@@ -66,10 +63,11 @@ type Node struct {
 	now     func() time.Time
 	onBlock func(uint64, ledger.BlockID)
 
-	identity gm.Signer
-	closeKey func() error
-	custody  string
-	self     gm.KeyID
+	// ring holds the node's keys; identity is the one it presents to
+	// peers and signs receipt delegations with: the key the committed
+	// validator set lists (the new one as soon as a rotation commits).
+	ring     *keyRing
+	identity atomic.Pointer[heldKey]
 	chain    *genesis.Chain
 	chainID  string
 
@@ -104,9 +102,14 @@ type Node struct {
 	mu        sync.Mutex
 	epoch     consensus.EpochConfig
 	prevEpoch *consensus.EpochConfig
+	// prevUntil is when the previous epoch's validators stop being
+	// admitted (a grace for peers still finishing that epoch).
+	prevUntil time.Time
+	prevTimer *time.Timer
 	xdpPeers  map[netip.Addr]bool
 
 	closers []func() error
+	closing atomic.Bool
 }
 
 // New opens everything cfg names. On error, whatever was opened is closed.
@@ -130,7 +133,7 @@ func New(ctx context.Context, o Options) (_ *Node, err error) {
 	}()
 	n.metrics = metrics.New()
 
-	doc, err := genesis.Load(cfg.Genesis)
+	doc, _, err := genesis.Load(cfg.Genesis, provisioning.CheckOptions{RequireAttestation: cfg.Production})
 	if err != nil {
 		return nil, err
 	}
@@ -139,9 +142,10 @@ func New(ctx context.Context, o Options) (_ *Node, err error) {
 	}
 	n.chainID = doc.ChainID
 
-	if err := n.openKey(ctx, o.Signer); err != nil {
+	if n.ring, err = openKeyRing(ctx, n, o.Signer); err != nil {
 		return nil, err
 	}
+	n.onClose(n.ring.close)
 	if err := n.openStore(ctx); err != nil {
 		return nil, err
 	}
@@ -151,6 +155,7 @@ func New(ctx context.Context, o Options) (_ *Node, err error) {
 		return nil, err
 	}
 	n.epoch = rec.Epoch
+	n.identity.Store(n.chooseIdentity(nil))
 
 	n.sigs = sigcache.New(cfg.Mempool.VerifiedCache)
 	n.executor = app.New(app.WithSignatureCheck(n.sigs.Check))
@@ -160,7 +165,7 @@ func New(ctx context.Context, o Options) (_ *Node, err error) {
 			return n.store.View(func(sn *storage.Snapshot) error { return fn(exec.SnapshotView(sn)) })
 		},
 		Committed: func(id ledger.TxID) bool { _, err := n.store.TxLocation(id); return err == nil },
-		Sigs:      n.sigs, Workers: cfg.Mempool.Workers, Self: n.self, Now: n.now,
+		Sigs:      n.sigs, Workers: cfg.Mempool.Workers, Self: n.ring.first().id(), Keys: n.ring.ids, Now: n.now,
 	}, root); err != nil {
 		return nil, err
 	}
@@ -197,10 +202,11 @@ func New(ctx context.Context, o Options) (_ *Node, err error) {
 	if n.driver, err = driver.New(driver.Config{
 		Core: consensus.Config{ChainID: n.chainID}, Recovery: rec, Transport: n.transport, App: capp, Safety: capp,
 		Signer: func(id gm.KeyID) (gm.Signer, error) {
-			if id != n.self {
-				return nil, fmt.Errorf("node: this node holds key %s, not %s", n.self, id)
+			k := n.ring.get(id)
+			if k == nil {
+				return nil, fmt.Errorf("node: this node holds no key %s (it holds %v)", id, n.ring.ids())
 			}
-			return n.identity, nil
+			return k.signer, nil
 		},
 		Clock: n.now, Logger: n.log.With("part", "consensus"),
 	}); err != nil {
@@ -211,7 +217,8 @@ func New(ctx context.Context, o Options) (_ *Node, err error) {
 		return nil, err
 	}
 	tip, _ := n.store.Tip()
-	n.log.Info("node ready", "chain", n.chainID, "key", n.self, "custody", n.custody, "height", tip.Height,
+	id := n.identity.Load()
+	n.log.Info("node ready", "chain", n.chainID, "key", id.id(), "custody", id.custody, "keys", len(n.ring.ids()), "height", tip.Height,
 		"epoch", rec.Epoch.Epoch(), "validator", rec.Epoch.Self != (gm.KeyID{}), "fastPath", n.fast.Mode,
 		"peer", n.peers.Addr().String(), "kiosk", n.kiosk.LocalAddr().String(), "api", n.apiLn.Addr().String())
 	return n, nil
@@ -221,35 +228,18 @@ func (n *Node) onClose(f func() error) { n.closers = append(n.closers, f) }
 
 // close releases what New opened, newest first.
 func (n *Node) close() {
+	n.closing.Store(true)
+	n.mu.Lock()
+	if n.prevTimer != nil {
+		n.prevTimer.Stop()
+	}
+	n.mu.Unlock()
 	for i := len(n.closers) - 1; i >= 0; i-- {
 		if err := n.closers[i](); err != nil {
 			n.log.Warn("closing", "err", err)
 		}
 	}
 	n.closers = nil
-}
-
-func (n *Node) openKey(ctx context.Context, override gm.Signer) error {
-	if override != nil {
-		n.identity, n.custody = override, "injected"
-	} else {
-		opts := hsm.Options{TPM: tpm.Config{Addr: n.cfg.TPM, Logger: n.log}, Production: n.cfg.Production, Logger: n.log}
-		if n.cfg.KeyPassphraseFile != "" {
-			p, err := os.ReadFile(n.cfg.KeyPassphraseFile)
-			if err != nil {
-				return fmt.Errorf("node: keyPassphraseFile: %w", err)
-			}
-			opts.Passphrase = []byte(strings.TrimRight(string(p), "\r\n"))
-		}
-		s, err := hsm.Open(ctx, n.cfg.NodeKey, opts)
-		if err != nil {
-			return fmt.Errorf("node: opening the node key %q: %w", n.cfg.NodeKey, err)
-		}
-		n.identity, n.custody = s, string(s.Custody())
-		n.onClose(s.Close)
-	}
-	n.self = n.identity.PublicKey().ID()
-	return nil
 }
 
 func (n *Node) openStore(ctx context.Context) error {
@@ -267,7 +257,7 @@ func (n *Node) openStore(ctx context.Context) error {
 		n.log.Info("new store: committing the genesis block", "chain", n.chainID, "id", g.Header.ID())
 		if err := st.CommitBlock(ctx, &storage.Batch{
 			Block: g, Validators: len(n.chain.Doc.Validators),
-			ShardIndex: n.chain.Epoch.Validators.IndexOf(n.self), Writes: n.chain.State.Writes,
+			ShardIndex: n.shardIndex(n.chain.Epoch.Validators), Writes: n.chain.State.Writes,
 		}); err != nil {
 			return fmt.Errorf("node: storing the genesis block: %w", err)
 		}
@@ -289,8 +279,8 @@ func (n *Node) recovery() (consensus.Recovery, exec.Root, error) {
 	tip, _ := n.store.Tip()
 	withSelf := func(c consensus.EpochConfig) consensus.EpochConfig {
 		c.Self = gm.KeyID{}
-		if c.Validators.IndexOf(n.self) >= 0 {
-			c.Self = n.self
+		if k := n.ring.in(c.Validators.Validators); k != nil {
+			c.Self = k.id()
 		}
 		return c
 	}
@@ -375,9 +365,9 @@ func (n *Node) openNetwork(ctx context.Context) error {
 	}
 	n.onClose(n.fast.Close)
 
-	n.transport = newTransport(n, n.self)
+	n.transport = newTransport(n)
 	if n.peers, err = peer.New(ctx, peer.Config{
-		ChainID: n.chainID, Signer: n.identity, ListenAddr: cfg.Listen.Peer, Handler: n.transport,
+		ChainID: n.chainID, Signer: n.identity.Load().signer, ListenAddr: cfg.Listen.Peer, Handler: n.transport,
 		MaxMessageSize: maxPeerMessage, Now: n.now, Logger: n.log.With("part", "peer"),
 	}); err != nil {
 		return fmt.Errorf("node: listen.peer %s: %w", cfg.Listen.Peer, err)
@@ -398,26 +388,82 @@ func (n *Node) peerAddress(p ledger.PeerConfig) string {
 	return p.Address
 }
 
-// refreshPeers sets the admitted peers: the validators of the current and
-// previous epochs and those the chain state names for the next.
-func (n *Node) refreshPeers() {
+// prevEpochGrace is how long the previous epoch's validators stay
+// admitted after an epoch change, so that peers finishing that epoch can
+// still fetch what commits its last block. A removed node's (or a rotated
+// key's) identity stops being admitted when it ends.
+const prevEpochGrace = 10 * time.Second
+
+// admittedSets returns the validator sets whose members are admitted as
+// peers: the current epoch's, the previous epoch's during its grace, and
+// the committed state's (the next epoch's, which may list a node whose
+// gov.node-add committed: it is admitted at once, follows the chain and
+// syncs, and votes from the epoch boundary on).
+func (n *Node) admittedSets() (epoch, state []ledger.PeerConfig, all [][]ledger.PeerConfig) {
 	n.mu.Lock()
-	sets := [][]ledger.PeerConfig{n.epoch.Validators.Validators}
-	if n.prevEpoch != nil {
-		sets = append(sets, n.prevEpoch.Validators.Validators)
+	epoch = n.epoch.Validators.Validators
+	all = [][]ledger.PeerConfig{epoch}
+	if n.prevEpoch != nil && n.now().Before(n.prevUntil) {
+		all = append(all, n.prevEpoch.Validators.Validators)
 	}
 	n.mu.Unlock()
 	if vs, err := app.Validators(exec.StoreView(n.store)); err == nil {
-		sets = append(sets, vs.Validators)
+		state = vs.Validators
+		all = append(all, state)
 	} else {
 		n.log.Warn("reading the validator set", "err", err)
+	}
+	return epoch, state, all
+}
+
+// chooseIdentity returns the key the node presents to peers: the one the
+// committed validator set lists (so that a new key is used as soon as its
+// rotation commits: peers admit it from then on), else the one the current
+// epoch lists, else the current identity, else the oldest key.
+func (n *Node) chooseIdentity(state []ledger.PeerConfig) *heldKey {
+	if state == nil {
+		if vs, err := app.Validators(exec.StoreView(n.store)); err == nil {
+			state = vs.Validators
+		}
+	}
+	if k := n.ring.in(state); k != nil {
+		return k
+	}
+	n.mu.Lock()
+	epoch := n.epoch.Validators.Validators
+	n.mu.Unlock()
+	if k := n.ring.in(epoch); k != nil {
+		return k
+	}
+	if cur := n.identity.Load(); cur != nil && n.ring.get(cur.id()) != nil {
+		return cur
+	}
+	return n.ring.first()
+}
+
+// shardIndex returns this node's index in a validator set, or -1.
+func (n *Node) shardIndex(vs ledger.ValidatorSet) int {
+	k := n.ring.in(vs.Validators)
+	if k == nil {
+		return -1
+	}
+	return vs.IndexOf(k.id())
+}
+
+// refreshPeers updates the node's identity (after a key rotation commits),
+// the admitted peers (admittedSets), the fast path's peer addresses, and
+// the aliases under which rotated validators are reached.
+func (n *Node) refreshPeers() {
+	epoch, state, sets := n.admittedSets()
+	if next := n.chooseIdentity(state); next != n.identity.Load() {
+		n.switchIdentity(next)
 	}
 	seen := map[gm.KeyID]bool{}
 	var peers []peer.Peer
 	addrs := map[netip.Addr]bool{}
 	for _, set := range sets {
 		for _, p := range set {
-			if seen[p.PeerID] || p.PeerID == n.self {
+			if seen[p.PeerID] || n.ring.get(p.PeerID) != nil {
 				continue
 			}
 			seen[p.PeerID] = true
@@ -435,6 +481,7 @@ func (n *Node) refreshPeers() {
 		}
 	}
 	n.peers.SetPeers(peers)
+	n.transport.setAliases(rotatedAliases(epoch, state))
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for ip := range addrs {
@@ -454,6 +501,49 @@ func (n *Node) refreshPeers() {
 	n.xdpPeers = addrs
 }
 
+// rotatedAliases maps each validator of the current epoch that the
+// committed state no longer lists to the state's validator at the same
+// address that the epoch does not list: a key rotation keeps the address.
+func rotatedAliases(epoch, state []ledger.PeerConfig) map[gm.KeyID]gm.KeyID {
+	inEpoch := map[gm.KeyID]bool{}
+	for _, p := range epoch {
+		inEpoch[p.PeerID] = true
+	}
+	inState := map[gm.KeyID]bool{}
+	byAddr := map[string]gm.KeyID{}
+	for _, p := range state {
+		inState[p.PeerID] = true
+		if !inEpoch[p.PeerID] {
+			byAddr[p.Address] = p.PeerID
+		}
+	}
+	out := map[gm.KeyID]gm.KeyID{}
+	for _, p := range epoch {
+		if inState[p.PeerID] {
+			continue
+		}
+		if to, ok := byAddr[p.Address]; ok {
+			out[p.PeerID] = to
+		}
+	}
+	return out
+}
+
+// switchIdentity makes k the node's identity towards peers and the key its
+// receipt delegation is signed with.
+func (n *Node) switchIdentity(k *heldKey) {
+	prev := n.identity.Swap(k)
+	n.log.Info("node identity switched", "from", prev.id(), "to", k.id(), "custody", k.custody)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := n.peers.SetIdentity(ctx, k.signer); err != nil {
+		n.log.Error("switching the peer identity", "err", err)
+	}
+	if err := n.renewDelegation(ctx); err != nil {
+		n.log.Error("renewing the receipt-key delegation under the new identity", "err", err)
+	}
+}
+
 // currentEpoch returns the configuration of the epoch storage has reached.
 func (n *Node) currentEpoch() consensus.EpochConfig {
 	n.mu.Lock()
@@ -461,13 +551,24 @@ func (n *Node) currentEpoch() consensus.EpochConfig {
 	return n.epoch
 }
 
-// enterEpoch records an epoch change and updates the peers.
+// enterEpoch records an epoch change and updates the peers; the previous
+// epoch's validators leave the admitted set after a grace.
 func (n *Node) enterEpoch(next consensus.EpochConfig) {
 	n.mu.Lock()
 	prev := n.epoch
 	n.prevEpoch, n.epoch = &prev, next
+	n.prevUntil = n.now().Add(prevEpochGrace)
+	if n.prevTimer != nil {
+		n.prevTimer.Stop()
+	}
+	n.prevTimer = time.AfterFunc(prevEpochGrace+100*time.Millisecond, func() {
+		if n.closing.Load() {
+			return
+		}
+		n.refreshPeers()
+	})
 	n.mu.Unlock()
-	n.log.Info("epoch change", "epoch", next.Epoch(), "validators", next.Validators.N(), "validator", next.Self != (gm.KeyID{}))
+	n.log.Info("epoch change", "epoch", next.Epoch(), "validators", next.Validators.N(), "validator", next.Self != (gm.KeyID{}), "self", next.Self)
 	n.refreshPeers()
 }
 
@@ -492,7 +593,7 @@ const delegationLife = 7 * 24 * time.Hour
 
 func (n *Node) renewDelegation(ctx context.Context) error {
 	now := n.now()
-	d, err := kiosk.SignDelegation(ctx, n.identity, n.chainID, n.receiptKey.PublicKey(), now.Add(-5*time.Minute), now.Add(delegationLife))
+	d, err := kiosk.SignDelegation(ctx, n.identity.Load().signer, n.chainID, n.receiptKey.PublicKey(), now.Add(-5*time.Minute), now.Add(delegationLife))
 	if err != nil {
 		return fmt.Errorf("node: delegating the receipt key: %w", err)
 	}
@@ -502,9 +603,14 @@ func (n *Node) renewDelegation(ctx context.Context) error {
 
 func (n *Node) openAPI() error {
 	h, err := api.New(api.Config{
-		ChainID: n.chainID, Store: n.store, Pool: n.pool, Node: n.self, Status: n.Status, Fetcher: n.transport,
+		ChainID: n.chainID, Store: n.store, Pool: n.pool, Node: n.KeyID, Status: n.Status, Fetcher: n.transport,
 		Metrics: n.metrics, MaxBodyBytes: n.cfg.API.MaxBodyBytes, AuthWindow: n.cfg.API.AuthWindow.D(),
 		Now: n.now, Logger: n.log.With("part", "api"), Reject: n.countRejection, Pprof: n.cfg.API.Pprof,
+		Keys: &nodeKeys{n: n}, Epoch: n.currentEpoch,
+		EpochValidators: func(e uint64) (ledger.ValidatorSet, error) {
+			c, _, err := n.epochs.config(e)
+			return c.Validators, err
+		},
 	})
 	if err != nil {
 		return err
@@ -642,12 +748,13 @@ func (n *Node) Addrs() Addrs {
 func (n *Node) Store() *storage.Store { return n.store }
 
 // KeyID returns the node identity's key id.
-func (n *Node) KeyID() gm.KeyID { return n.self }
+func (n *Node) KeyID() gm.KeyID { return n.identity.Load().id() }
 
 // Status is what the status API reports.
 func (n *Node) Status() api.Status {
 	st := n.driver.Status()
 	tip, _ := n.store.Tip()
+	ident := n.identity.Load()
 	role := "observer"
 	switch {
 	case st.Leader:
@@ -656,8 +763,8 @@ func (n *Node) Status() api.Status {
 		role = "validator"
 	}
 	s := api.Status{
-		ChainID: n.chainID, Version: Version, KeyID: n.self, PublicKey: ledger.KeyBytes(n.identity.PublicKey()),
-		Custody: n.custody, Role: role, Epoch: st.Epoch, Round: st.Round, HighQCRound: st.HighQCRound,
+		ChainID: n.chainID, Version: Version, KeyID: ident.id(), PublicKey: ledger.KeyBytes(ident.signer.PublicKey()),
+		Custody: ident.custody, Role: role, Epoch: st.Epoch, Round: st.Round, HighQCRound: st.HighQCRound,
 		CommittedHeight: st.CommittedHeight, CommittedBlock: st.CommittedID, FastPath: n.fast.Mode,
 		Storage:    api.StorageStatus{TipHeight: tip.Height, TipID: tip.ID, TipTime: tip.Header.Timestamp},
 		Mempool:    api.MempoolStatus{Transactions: n.pool.Len(), Bytes: n.pool.Bytes()},
@@ -674,7 +781,7 @@ func (n *Node) Status() api.Status {
 	vals := n.epoch.Validators.Validators
 	n.mu.Unlock()
 	for _, v := range vals {
-		if v.PeerID == n.self {
+		if n.ring.get(v.PeerID) != nil {
 			continue
 		}
 		s.Peers = append(s.Peers, api.PeerStatus{KeyID: v.PeerID, Address: n.peerAddress(v), Connected: slices.Contains(connected, v.PeerID)})

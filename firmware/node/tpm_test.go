@@ -2,12 +2,14 @@ package node
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"hallmark/firmware/config"
+	"hallmark/firmware/genesis"
 	"hallmark/gm"
 	"hallmark/hsm"
 	"hallmark/hsm/swtpmtest"
@@ -36,8 +38,8 @@ func TestNodeWithTPMKey(t *testing.T) {
 	})
 	tn := c.nodes[0]
 	tn.start(false) // the node opens its key itself
-	if tn.n.custody != string(hsm.KindTPM) {
-		t.Fatalf("custody %q", tn.n.custody)
+	if c := tn.n.identity.Load().custody; c != string(hsm.KindTPM) {
+		t.Fatalf("custody %q", c)
 	}
 	kc := kioskClient(t, c, tn)
 	tx := c.chain.Record(t, c.chain.Kiosk, "customs.declaration")
@@ -72,6 +74,25 @@ func TestStartRefusesBadSetup(t *testing.T) {
 	missing.Genesis = filepath.Join(t.TempDir(), "absent.cbor")
 	if _, err := New(ctx(), Options{Config: &missing, Signer: tn.signer}); err == nil || !strings.Contains(err.Error(), "absent.cbor") {
 		t.Fatalf("missing genesis: %v", err)
+	}
+	// A genesis file that lacks its administrators' approvals is refused:
+	// the same body, unsigned.
+	g, err := genesis.Read(cfg.Genesis)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Approvals = nil
+	enc, err := g.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	draft := *cfg
+	draft.Genesis = filepath.Join(t.TempDir(), "draft.cbor")
+	if err := os.WriteFile(draft.Genesis, enc, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(ctx(), Options{Config: &draft, Signer: tn.signer}); err == nil || !strings.Contains(err.Error(), "0 of the 1 founding administrator approvals") {
+		t.Fatalf("unapproved genesis: %v", err)
 	}
 	// Start once on the real genesis, then point the same data directory at
 	// another consortium's genesis.

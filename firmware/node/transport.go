@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"sync/atomic"
 
 	"hallmark/consensus/driver"
@@ -34,28 +36,54 @@ const maxPeerMessage = 64 << 20
 // peers' requests. It implements driver.Transport and peer.Handler.
 type transport struct {
 	n     *Node
-	self  gm.KeyID
 	peers *peer.Node
 	in    chan driver.Inbound
+
+	// aliases map the old key of a validator whose key rotation has
+	// committed to its new key: the node switched its peer identity to
+	// the new key at once, while the epoch's validator set (and so
+	// consensus) names it by the old one until the boundary.
+	aliasMu sync.Mutex
+	aliases map[gm.KeyID]gm.KeyID
 
 	bytesIn, bytesOut atomic.Uint64
 }
 
-func newTransport(n *Node, self gm.KeyID) *transport {
-	return &transport{n: n, self: self, in: make(chan driver.Inbound, 4096)}
+func newTransport(n *Node) *transport {
+	return &transport{n: n, in: make(chan driver.Inbound, 4096)}
 }
 
-// Send implements driver.Transport. A message to this node itself is
+// setAliases replaces the alias table.
+func (t *transport) setAliases(a map[gm.KeyID]gm.KeyID) {
+	t.aliasMu.Lock()
+	t.aliases = a
+	t.aliasMu.Unlock()
+}
+
+// route returns the identity to reach the validator key id at: id itself,
+// or, when id is the old key of a validator that switched to its new key
+// and no connection under id exists, the new key.
+func (t *transport) route(id gm.KeyID) gm.KeyID {
+	t.aliasMu.Lock()
+	to, ok := t.aliases[id]
+	t.aliasMu.Unlock()
+	if !ok || slices.Contains(t.peers.Connected(), id) {
+		return id
+	}
+	return to
+}
+
+// Send implements driver.Transport. A message to a key this node holds is
 // delivered locally.
 func (t *transport) Send(_ context.Context, to gm.KeyID, msg []byte) error {
-	if to == t.self {
-		t.deliver(driver.Inbound{From: t.self, Data: msg})
+	if t.n.ring.get(to) != nil {
+		t.deliver(driver.Inbound{From: to, Data: msg})
 		return nil
 	}
 	buf := make([]byte, 1+len(msg))
 	buf[0] = tagConsensus
 	copy(buf[1:], msg)
-	if err := t.peers.Send(to, buf); err != nil {
+	if err := t.peers.Send(t.route(to), buf); err != nil {
 		return err
 	}
 	t.bytesOut.Add(uint64(len(buf)))
@@ -156,9 +184,10 @@ func (t *transport) FetchShard(ctx context.Context, req storage.ShardRequest) (*
 		return nil, fmt.Errorf("node: epoch %d has %d validators; shard %d of %d asked", req.Epoch, cfg.Validators.N(), req.Index, req.Validators)
 	}
 	holder := cfg.Validators.Validators[req.Index].PeerID
-	if holder == t.self {
+	if t.n.ring.get(holder) != nil {
 		return t.n.store.Shard(req.Height)
 	}
+	holder = t.route(holder)
 	msg := make([]byte, 0, 1+8+32)
 	msg = append(msg, reqShard)
 	msg = binary.BigEndian.AppendUint64(msg, req.Height)

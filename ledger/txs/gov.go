@@ -3,6 +3,7 @@ package txs
 import (
 	"context"
 	"fmt"
+	"unicode/utf8"
 
 	"hallmark/gm"
 	"hallmark/ledger"
@@ -56,14 +57,22 @@ func (b *NodeRemove) Validate() error {
 const nodeKeyDomain = "hallmark/node-key-rotation/v1\x00"
 
 // NodeKeyStatement says that the node holding Old now uses New. It is the
-// on-chain form of the rotation statement a security officer's ceremony
-// produces: both keys sign [NodeKeyStatement.SignBytes] through gm.Signer.
+// one rotation statement of the system: the security officer's ceremony
+// (hsm.Rotate, or the node rotating its own key) produces it, and the
+// chain verifies it in gov.node-rotate-key. Both keys sign
+// [NodeKeyStatement.SignBytes] through gm.Signer.
 type NodeKeyStatement struct {
 	ChainID   string                `cbor:"1,keyasint" json:"chainId"`
 	Old       ledger.PublicKeyBytes `cbor:"2,keyasint" json:"oldKey"`
 	New       ledger.PublicKeyBytes `cbor:"3,keyasint" json:"newKey"`
 	Timestamp int64                 `cbor:"4,keyasint" json:"timestamp"` // ms, when the ceremony made it
+	// Reason is the officer's note (scheduled rotation, suspected
+	// compromise, ...), at most MaxRotationReasonLen bytes; optional.
+	Reason string `cbor:"5,keyasint,omitempty" json:"reason,omitempty"`
 }
+
+// MaxRotationReasonLen bounds a rotation statement's reason.
+const MaxRotationReasonLen = 256
 
 // SignBytes returns the message both keys sign: a domain tag followed by
 // the statement's canonical encoding.
@@ -94,6 +103,20 @@ func SignNodeKeyStatement(ctx context.Context, s *NodeKeyStatement, oldKey, newK
 	return oldSig, newSig, nil
 }
 
+// SignNodeRotation signs s with both keys and returns the
+// gov.node-rotate-key body, checked as the chain will check it.
+func SignNodeRotation(ctx context.Context, s NodeKeyStatement, oldKey, newKey gm.Signer) (*NodeRotateKey, error) {
+	oldSig, newSig, err := SignNodeKeyStatement(ctx, &s, oldKey, newKey)
+	if err != nil {
+		return nil, err
+	}
+	b := &NodeRotateKey{Statement: s, OldSignature: oldSig, NewSignature: newSig}
+	if err := b.Validate(); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
 // NodeRotateKey (gov.node-rotate-key) replaces a validator's key with the
 // statement signed by both keys. Governance: needs an administrator
 // quorum. The old key stops being a validator key at the epoch boundary
@@ -119,6 +142,9 @@ func (b *NodeRotateKey) Validate() error {
 	}
 	if s.Timestamp <= 0 {
 		return bad("rotation statement timestamp must be positive")
+	}
+	if len(s.Reason) > MaxRotationReasonLen || !utf8.ValidString(s.Reason) {
+		return bad("rotation statement reason must be UTF-8 of at most %d bytes", MaxRotationReasonLen)
 	}
 	if s.Old == s.New {
 		return bad("rotation to the same key")

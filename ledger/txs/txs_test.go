@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"hallmark/gm"
@@ -199,6 +200,21 @@ func TestNodeKeyStatement(t *testing.T) {
 	b.Statement.Timestamp++
 	if err := b.Validate(); err == nil {
 		t.Fatal("altered statement verified")
+	}
+
+	// The reason is signed too, and bounded.
+	s.Reason = "scheduled rotation"
+	r, err := txs.SignNodeRotation(context.Background(), s, k1, k2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Statement.Reason = "suspected compromise"
+	if err := r.Validate(); err == nil {
+		t.Fatal("altered reason verified")
+	}
+	s.Reason = strings.Repeat("x", txs.MaxRotationReasonLen+1)
+	if _, err := txs.SignNodeRotation(context.Background(), s, k1, k2); !errors.Is(err, txs.ErrBadBody) {
+		t.Fatalf("overlong reason: %v", err)
 	}
 }
 

@@ -108,6 +108,7 @@ type Node struct {
 	wg     sync.WaitGroup
 
 	certMu sync.RWMutex
+	signer gm.Signer // the identity; replaced by SetIdentity
 	cert   *tls.Certificate
 
 	mu    sync.Mutex
@@ -116,6 +117,7 @@ type Node struct {
 
 type peerState struct {
 	id     gm.KeyID
+	key    *gm.PublicKey
 	ctx    context.Context
 	cancel context.CancelFunc
 	queue  *sendQueue
@@ -160,7 +162,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	n := &Node{cfg: cfg, log: log, self: cfg.Signer.PublicKey().ID(), peers: make(map[gm.KeyID]*peerState)}
+	n := &Node{cfg: cfg, log: log, self: cfg.Signer.PublicKey().ID(), signer: cfg.Signer, peers: make(map[gm.KeyID]*peerState)}
 	if err := n.renewCert(ctx); err != nil {
 		return nil, err
 	}
@@ -195,7 +197,11 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 func (n *Node) Addr() net.Addr { return n.udp.LocalAddr() }
 
 // ID returns the node's identity key id.
-func (n *Node) ID() gm.KeyID { return n.self }
+func (n *Node) ID() gm.KeyID {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.self
+}
 
 // Close closes every connection and the socket.
 func (n *Node) Close() error {
@@ -213,14 +219,60 @@ func (n *Node) Close() error {
 }
 
 func (n *Node) renewCert(ctx context.Context) error {
-	now := n.cfg.Now()
-	c, err := newCertificate(ctx, n.cfg.ChainID, n.cfg.Signer.PublicKey(), n.cfg.Signer.Sign, now.Add(-time.Minute), now.Add(n.cfg.CertLifetime))
+	n.certMu.RLock()
+	signer := n.signer
+	n.certMu.RUnlock()
+	c, err := n.certFor(ctx, signer)
 	if err != nil {
 		return err
 	}
 	n.certMu.Lock()
-	n.cert = c
+	if n.signer == signer { // not replaced by SetIdentity meanwhile
+		n.cert = c
+	}
 	n.certMu.Unlock()
+	return nil
+}
+
+func (n *Node) certFor(ctx context.Context, s gm.Signer) (*tls.Certificate, error) {
+	now := n.cfg.Now()
+	return newCertificate(ctx, n.cfg.ChainID, s.PublicKey(), s.Sign, now.Add(-time.Minute), now.Add(n.cfg.CertLifetime))
+}
+
+// SetIdentity makes s the node's identity, as when its key is rotated:
+// later handshakes present a transport certificate bound to s, every
+// connection (made under the old identity) is closed, and the admitted
+// peers are dialled again under the rules for the new identity. Messages
+// queued for peers are dropped.
+func (n *Node) SetIdentity(ctx context.Context, s gm.Signer) error {
+	c, err := n.certFor(ctx, s)
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ctx.Err() != nil {
+		return ErrClosed
+	}
+	n.certMu.Lock()
+	n.signer, n.cert = s, c
+	n.certMu.Unlock()
+	old := n.self
+	n.self = s.PublicKey().ID()
+	if n.self == old {
+		return nil
+	}
+	n.log.Info("peer: identity changed; reconnecting every peer", "old", old, "new", n.self)
+	var peers []Peer
+	for id, ps := range n.peers {
+		ps.mu.Lock()
+		addr := ps.addr
+		ps.mu.Unlock()
+		peers = append(peers, Peer{Key: ps.key, Addr: addr})
+		ps.shutdown(codeReplaced, "identity changed")
+		delete(n.peers, id)
+	}
+	n.setPeersLocked(peers)
 	return nil
 }
 
@@ -314,16 +366,20 @@ func (n *Node) identityOf(c *quic.Conn) (gm.KeyID, error) {
 // and this node dials those whose key id is greater than its own (the
 // other side dials the rest), so that each pair keeps one connection.
 func (n *Node) SetPeers(peers []Peer) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ctx.Err() != nil {
+		return
+	}
+	n.setPeersLocked(peers)
+}
+
+func (n *Node) setPeersLocked(peers []Peer) {
 	want := make(map[gm.KeyID]Peer, len(peers))
 	for _, p := range peers {
 		if id := p.Key.ID(); id != n.self {
 			want[id] = p
 		}
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.ctx.Err() != nil {
-		return
 	}
 	for id, ps := range n.peers {
 		if _, ok := want[id]; !ok {
@@ -340,7 +396,7 @@ func (n *Node) SetPeers(peers []Peer) {
 			continue
 		}
 		ctx, cancel := context.WithCancel(n.ctx)
-		ps := &peerState{id: id, ctx: ctx, cancel: cancel, addr: p.Addr,
+		ps := &peerState{id: id, key: p.Key, ctx: ctx, cancel: cancel, addr: p.Addr,
 			queue: newSendQueue(n.cfg.QueueMessages, n.cfg.QueueBytes), changed: make(chan struct{})}
 		n.peers[id] = ps
 		n.wg.Go(func() { n.writeLoop(ps) })

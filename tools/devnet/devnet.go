@@ -6,7 +6,9 @@
 // `hallmarkctl devnet`.
 //
 // Everything lives under one directory (./run by default): a state file,
-// the genesis, the development accounts' keys, and per node its swtpm
+// the genesis (approved by the development admin, with a development root
+// CA per organisation and each validator's TPM attestation), the
+// development accounts' keys, and per node its swtpm
 // state, configuration, store and log. A second run resumes: the TPMs keep
 // their keys, the nodes their stores, and the chain continues. With Fresh
 // the directory is wiped first. Every child runs in its own process group
@@ -35,6 +37,7 @@ import (
 	"hallmark/hsm/tpm"
 	"hallmark/ledger"
 	"hallmark/ledger/app"
+	"hallmark/provisioning"
 )
 
 // Options configure a devnet.
@@ -91,6 +94,7 @@ var Accounts = []struct {
 	{"regulator", ledger.RoleRegulator},
 	{"kiosk", ledger.RoleKiosk},
 	{"alice", ledger.RoleMember},
+	{"officer", ledger.RoleOfficer},
 }
 
 const stateVersion = 1
@@ -247,6 +251,7 @@ func checkPorts(ns NodeState) error {
 func (n *Net) create(ctx context.Context) (*State, error) {
 	o := n.opts
 	st := &State{Version: stateVersion, ChainID: ChainID, Created: time.Now().UTC()}
+	attestations := map[gm.KeyID]*provisioning.Attestation{}
 	for i := range o.Nodes {
 		base := o.BasePort + 10*i
 		ns := NodeState{
@@ -272,6 +277,12 @@ func (n *Net) create(ctx context.Context) (*State, error) {
 		}
 		pk := ledger.KeyBytes(s.PublicKey())
 		ns.KeyRef, ns.PublicKey = s.Ref(), hex.EncodeToString(pk[:])
+		att, err := provisioning.Attest(ctx, s, ChainID)
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("devnet: %s: %w", ns.Name, err)
+		}
+		attestations[pk.ID()] = att
 		if err := s.Close(); err != nil {
 			return nil, err
 		}
@@ -293,22 +304,30 @@ func (n *Net) create(ctx context.Context) (*State, error) {
 	if err := os.MkdirAll(keyDir, 0o700); err != nil {
 		return nil, err
 	}
+	var admins []gm.Signer
 	for _, a := range Accounts {
-		k, err := gm.GenerateKey(nil)
+		k, err := writeKey(filepath.Join(keyDir, a.Name+".pem"))
 		if err != nil {
-			return nil, err
-		}
-		pem, err := k.MarshalPKCS8PEM()
-		if err != nil {
-			return nil, err
-		}
-		if err := os.WriteFile(filepath.Join(keyDir, a.Name+".pem"), pem, 0o600); err != nil {
 			return nil, err
 		}
 		doc.Accounts = append(doc.Accounts, app.GenesisAccount{PublicKey: ledger.KeyBytes(k.PublicKey()), Institution: "devnet " + a.Name, Roles: a.Roles})
+		if a.Roles.Has(ledger.RoleAdmin) {
+			admins = append(admins, k)
+		}
+	}
+	// The devnet plays every founding administrator and every
+	// organisation's CA (one development key, run/keys/ca.pem); a real
+	// consortium runs the ceremony step by step (docs/OPERATIONS.md).
+	ca, err := writeKey(filepath.Join(keyDir, "ca.pem"))
+	if err != nil {
+		return nil, err
+	}
+	gf, err := provisioning.QuickGenesis(ctx, doc, provisioning.QuickOptions{CAKey: ca, Attestations: attestations, Admins: admins})
+	if err != nil {
+		return nil, fmt.Errorf("devnet: %w", err)
 	}
 	gpath := filepath.Join(o.Dir, "genesis.cbor")
-	if err := genesis.Write(gpath, doc); err != nil {
+	if err := genesis.Write(gpath, gf); err != nil {
 		return nil, err
 	}
 	for _, ns := range st.Nodes {
@@ -338,6 +357,22 @@ func (n *Net) create(ctx context.Context) (*State, error) {
 	}
 	fmt.Fprintf(o.Out, "devnet: genesis for chain %s with %d validators written to %s\n", ChainID, len(st.Nodes), gpath)
 	return st, nil
+}
+
+// writeKey makes a development account key and writes it as PKCS#8 PEM.
+func writeKey(path string) (*gm.PrivateKey, error) {
+	k, err := gm.GenerateKey(nil)
+	if err != nil {
+		return nil, err
+	}
+	pem, err := k.MarshalPKCS8PEM()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(path, pem, 0o600); err != nil {
+		return nil, err
+	}
+	return k, nil
 }
 
 // Key returns the node's validator public key.

@@ -3,6 +3,7 @@ package devnet
 import (
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -171,7 +172,7 @@ func (n *Net) runKiosk(ctx context.Context, rate float64, st *kioskStats, first 
 }
 
 // dialKiosk connects to a node's kiosk port, with the receipt key its
-// identity delegated (checked against the validator key in the state).
+// identity delegated (checked against the node's validator key).
 func dialKiosk(ctx context.Context, ns NodeState, chainID string) (*client.Client, error) {
 	st, err := Status(ctx, "http://"+ns.API)
 	if err != nil {
@@ -182,7 +183,7 @@ func dialKiosk(ctx context.Context, ns NodeState, chainID string) (*client.Clien
 	if err != nil {
 		return nil, fmt.Errorf("devnet: %s: receipt delegation: %w", ns.Name, err)
 	}
-	node, err := ns.Key()
+	node, err := nodeKey(ctx, ns)
 	if err != nil {
 		return nil, err
 	}
@@ -191,6 +192,34 @@ func dialKiosk(ctx context.Context, ns NodeState, chainID string) (*client.Clien
 		return nil, fmt.Errorf("devnet: %s: %w", ns.Name, err)
 	}
 	return client.Dial(client.Config{NodeAddr: ns.Kiosk, NodeKey: rk})
+}
+
+// nodeKey returns the node's identity key: the one its current epoch's
+// validator set lists at its peer address, since a security officer may
+// have rotated the key the devnet generated (docs/OPERATIONS.md §9), or
+// that key if the node does not say.
+func nodeKey(ctx context.Context, ns NodeState) (*gm.PublicKey, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var vs struct {
+		Validators []ledger.PeerConfig `json:"validators"`
+	}
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+ns.API+"/v1/validators", nil)
+	if err != nil {
+		return nil, err
+	}
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		err = json.NewDecoder(resp.Body).Decode(&vs)
+		resp.Body.Close()
+		if err == nil {
+			for _, p := range vs.Validators {
+				if p.Address == ns.Peer {
+					return p.PublicKey.Parse()
+				}
+			}
+		}
+	}
+	return ns.Key()
 }
 
 func (n *Net) banner() {

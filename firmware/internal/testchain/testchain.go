@@ -14,6 +14,7 @@ import (
 	"hallmark/ledger"
 	"hallmark/ledger/app"
 	"hallmark/ledger/txs"
+	"hallmark/provisioning"
 )
 
 // Chain is a test consortium's genesis and the keys behind it.
@@ -23,8 +24,8 @@ type Chain struct {
 	// Validators are the validator signers, in validator-set order.
 	Validators []gm.Signer
 	// Accounts by role.
-	Admin, Regulator, Kiosk, Alice *gm.PrivateKey
-	nonce                          atomic.Uint64
+	Admin, Regulator, Kiosk, Alice, Officer *gm.PrivateKey
+	nonce                                   atomic.Uint64
 }
 
 // Options shape a test chain.
@@ -46,7 +47,7 @@ func New(t testing.TB, o Options) *Chain {
 	}
 	c := &Chain{ID: "hallmark-test", Validators: o.Validators}
 	var err error
-	for _, k := range []**gm.PrivateKey{&c.Admin, &c.Regulator, &c.Kiosk, &c.Alice} {
+	for _, k := range []**gm.PrivateKey{&c.Admin, &c.Regulator, &c.Kiosk, &c.Alice, &c.Officer} {
 		if *k, err = gm.GenerateKey(nil); err != nil {
 			t.Fatal(err)
 		}
@@ -71,6 +72,7 @@ func New(t testing.TB, o Options) *Chain {
 	}{
 		{c.Admin, ledger.RoleAdmin, "admin"}, {c.Regulator, ledger.RoleRegulator, "regulator"},
 		{c.Kiosk, ledger.RoleKiosk, "kiosk"}, {c.Alice, ledger.RoleMember, "alice"},
+		{c.Officer, ledger.RoleOfficer, "officer"},
 	} {
 		doc.Accounts = append(doc.Accounts, app.GenesisAccount{
 			PublicKey: ledger.KeyBytes(a.k.PublicKey()), Institution: "test " + a.name, Roles: a.roles,
@@ -81,6 +83,22 @@ func New(t testing.TB, o Options) *Chain {
 	}
 	c.Doc = doc
 	return c
+}
+
+// File returns the chain's genesis file, approved by the admin (the
+// governance threshold of test chains is 1), with a root CA for the
+// validators' organisation.
+func (c *Chain) File(t testing.TB) *provisioning.GenesisFile {
+	t.Helper()
+	ca, err := gm.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := provisioning.QuickGenesis(context.Background(), c.Doc, provisioning.QuickOptions{CAKey: ca, Admins: []gm.Signer{c.Admin}})
+	if err != nil {
+		t.Fatalf("testchain: %v", err)
+	}
+	return g
 }
 
 // Peer is the validator-set entry of a key at addr.
