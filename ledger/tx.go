@@ -89,6 +89,19 @@ func (tx *Transaction) remember() {
 	tx.memo = &txMemo{body: tx.Body.clone(), id: tx.Body.ID()}
 }
 
+// RememberIDs does for transactions decoded inside a larger structure
+// (a block in a consensus message, say) what DecodeTx and DecodeBlock do:
+// it computes each id once and remembers it, so that the many later calls
+// to ID do not re-encode and re-hash the body. Call it before the
+// transactions are shared with other goroutines.
+func RememberIDs(txs []Transaction) {
+	for i := range txs {
+		if txs[i].memo == nil {
+			txs[i].remember()
+		}
+	}
+}
+
 // clone returns a copy of b that shares no memory with it.
 func (b *TxBody) clone() TxBody {
 	c := *b
