@@ -52,6 +52,9 @@ type Block struct {
 	// Shard is this node's shard of the body (nil when it is not a
 	// validator of the block's epoch).
 	Shard *erasure.Shard
+	// Body is the block's body encoding (ledger.EncodeBody), kept from
+	// validation or sealing for storage.
+	Body []byte
 	// Seen is when this node first executed the block.
 	Seen time.Time
 
@@ -260,10 +263,7 @@ func (t *Tree) Validate(block *ledger.Block, parentID ledger.BlockID, mustBeEmpt
 	if cfg == nil {
 		return nil, nil, invalid("block %d of epoch %d on a parent of epoch %d", h.Height, h.Epoch, parent.Header.Epoch)
 	}
-	if err := block.CheckBody(); err != nil {
-		return nil, nil, invalid("%v", err)
-	}
-	body, err := ledger.EncodeBody(block.Txs)
+	body, err := block.CheckBodyEncoding()
 	if err != nil {
 		return nil, nil, invalid("%v", err)
 	}
@@ -279,7 +279,7 @@ func (t *Tree) Validate(block *ledger.Block, parentID ledger.BlockID, mustBeEmpt
 			return nil, nil, invalid("block %d after an epoch end must be empty and change nothing", h.Height)
 		}
 		b := &Block{ID: id, Block: block, Header: *h, Epoch: cfg, Pending: parent.Pending, Next: parent.Next,
-			Shard: shard, Seen: t.cfg.Now(), parent: parent}
+			Shard: shard, Body: body, Seen: t.cfg.Now(), parent: parent}
 		t.add(b)
 		return b, nil, nil
 	}
@@ -334,7 +334,7 @@ func (t *Tree) Validate(block *ledger.Block, parentID ledger.BlockID, mustBeEmpt
 		next = &n
 	}
 	b := &Block{ID: id, Block: block, Header: *h, Output: out, Epoch: cfg, Pending: pending, Next: next,
-		Shard: shard, Seen: t.cfg.Now(), parent: parent, writes: out.Writes, txs: txSet(block)}
+		Shard: shard, Body: body, Seen: t.cfg.Now(), parent: parent, writes: out.Writes, txs: txSet(block)}
 	t.add(b)
 	return b, b.reconfig(), nil
 }
@@ -488,7 +488,7 @@ func (t *Tree) Build(req consensus.BuildProposal, chainID string, pick func(para
 		}
 		block.Header.ShardRoot, block.Header.StateRoot = root, parent.Header.StateRoot
 		b := &Block{ID: block.Header.ID(), Block: block, Header: block.Header, Epoch: cfg, Pending: parent.Pending, Next: parent.Next,
-			Shard: shard, Seen: t.cfg.Now(), parent: parent}
+			Shard: shard, Body: body, Seen: t.cfg.Now(), parent: parent}
 		t.add(b)
 		return b, nil, nil, nil
 	}
@@ -507,6 +507,7 @@ func (t *Tree) Build(req consensus.BuildProposal, chainID string, pick func(para
 	var pending bool
 	var next *consensus.EpochConfig
 	var shard *erasure.Shard
+	var body []byte
 	err := t.View(parent, func(v app.View) error {
 		var checker *app.Checker
 		kept := cands[:0:0]
@@ -534,8 +535,8 @@ func (t *Tree) Build(req consensus.BuildProposal, chainID string, pick func(para
 			for _, tx := range kept {
 				block.Txs = append(block.Txs, *tx)
 			}
-			body, err := block.Seal()
-			if err != nil {
+			var err error
+			if body, err = block.Seal(); err != nil {
 				return fmt.Errorf("sealing: %w", err)
 			}
 			root, sh, err := shards(body, cfg.Validators.N(), t.ShardIndex(cfg))
@@ -572,7 +573,7 @@ func (t *Tree) Build(req consensus.BuildProposal, chainID string, pick func(para
 		next = &n
 	}
 	b := &Block{ID: block.Header.ID(), Block: block, Header: block.Header, Output: out, Epoch: cfg, Pending: pending, Next: next,
-		Shard: shard, Seen: t.cfg.Now(), parent: parent, writes: out.Writes, txs: txSet(block)}
+		Shard: shard, Body: body, Seen: t.cfg.Now(), parent: parent, writes: out.Writes, txs: txSet(block)}
 	t.add(b)
 	return b, b.reconfig(), rejected, nil
 }
@@ -641,6 +642,7 @@ func (t *Tree) Stored(id ledger.BlockID) error {
 	b.parent = nil
 	b.writes = nil // now in storage
 	b.txs = nil
+	b.Body = nil
 	t.root = b
 	return nil
 }
