@@ -230,13 +230,9 @@ type TxLocation struct {
 // or ErrNotFound: the cheap check the executor uses to refuse replays.
 func (s *Store) TxLocation(id ledger.TxID) (TxLocation, error) {
 	var loc TxLocation
-	err := s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketTxs).Get(id[:])
-		if v == nil {
-			return fmt.Errorf("%w: transaction %s", ErrNotFound, short(id))
-		}
+	err := s.View(func(sn *Snapshot) error {
 		var err error
-		loc, err = decodeTxLoc(v)
+		loc, err = sn.TxLocation(id)
 		return err
 	})
 	return loc, err
@@ -346,6 +342,16 @@ type Snapshot struct {
 // keeps the pages it sees from being reused.
 func (s *Store) View(fn func(*Snapshot) error) error {
 	return s.db.View(func(tx *bolt.Tx) error { return fn(&Snapshot{tx: tx}) })
+}
+
+// TxLocation is [Store.TxLocation] in the snapshot: one read transaction
+// for many lookups.
+func (sn *Snapshot) TxLocation(id ledger.TxID) (TxLocation, error) {
+	v := sn.tx.Bucket(bucketTxs).Get(id[:])
+	if v == nil {
+		return TxLocation{}, fmt.Errorf("%w: transaction %s", ErrNotFound, short(id))
+	}
+	return decodeTxLoc(v)
 }
 
 // Tip returns the height of the highest block in the snapshot, ok = false

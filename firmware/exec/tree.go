@@ -71,9 +71,9 @@ type Config struct {
 	Executor *app.Executor
 	// Base runs fn on a consistent view of committed state.
 	Base func(fn func(app.View) error) error
-	// Committed reports whether a transaction id is in a committed block
-	// (the store's transaction index).
-	Committed func(ledger.TxID) bool
+	// Committed reports, for each id, whether it is in a committed block
+	// (the store's transaction index), in one read.
+	Committed func([]ledger.TxID) []bool
 	// Sigs is the verified-signature cache; Workers verify in parallel.
 	Sigs    *sigcache.Cache
 	Workers int
@@ -284,21 +284,24 @@ func (t *Tree) Validate(block *ledger.Block, parentID ledger.BlockID, mustBeEmpt
 		return b, nil, nil
 	}
 	ptrs := make([]*ledger.Transaction, len(block.Txs))
+	ids := make([]ledger.TxID, len(block.Txs))
 	for i := range block.Txs {
-		tx := &block.Txs[i]
-		txID := tx.ID()
-		// The chain first, storage second: a block moving from one to the
-		// other in between is then seen in one of them.
-		t.mu.Lock()
-		dup := t.inChain(parent, txID)
-		t.mu.Unlock()
-		if dup {
+		ptrs[i], ids[i] = &block.Txs[i], block.Txs[i].ID()
+	}
+	// The chain first, storage second: a block moving from one to the
+	// other in between is then seen in one of them.
+	t.mu.Lock()
+	for _, txID := range ids {
+		if t.inChain(parent, txID) {
+			t.mu.Unlock()
 			return nil, nil, invalid("transaction %s is already in an uncommitted ancestor", txID)
 		}
-		if t.cfg.Committed(txID) {
-			return nil, nil, invalid("transaction %s is already in a committed block", txID)
+	}
+	t.mu.Unlock()
+	for i, in := range t.cfg.Committed(ids) {
+		if in {
+			return nil, nil, invalid("transaction %s is already in a committed block", ids[i])
 		}
-		ptrs[i] = tx
 	}
 	// Verify what the cache does not know, on every core, before
 	// execution checks the signatures one by one (then from the cache).
@@ -473,9 +476,23 @@ func (t *Tree) Build(req consensus.BuildProposal, chainID string, pick func(para
 		chain := t.ChainTxs(parent)
 		skip := func(id ledger.TxID) bool {
 			_, in := chain[id]
-			return in || t.cfg.Committed(id)
+			return in
 		}
 		cands = pick(cfg.Params, skip)
+		// Pending transactions leave the mempool once their block is
+		// stored, so a committed one is rare here: filter the picked ones
+		// with one read of the index.
+		ids := make([]ledger.TxID, len(cands))
+		for i, tx := range cands {
+			ids[i] = tx.ID()
+		}
+		kept := cands[:0]
+		for i, in := range t.cfg.Committed(ids) {
+			if !in {
+				kept = append(kept, cands[i])
+			}
+		}
+		cands = kept
 	}
 	if mustBeEmpty {
 		body, err := block.Seal()

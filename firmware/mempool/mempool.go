@@ -76,6 +76,10 @@ type Config struct {
 	// state. It returns nil, a *reason.Error, or another error when state
 	// could not be read. It must be safe for concurrent use.
 	Admit func(tx *ledger.Transaction) error
+	// AdmitAll, if set, is Admit for many transactions at once (one result
+	// each), which AddBatch uses: an implementation can read state once
+	// for the whole batch.
+	AdmitAll func(txs []*ledger.Transaction) []error
 	// OnAccept, if set, is called with each transaction accepted from a
 	// kiosk or the API (not from a peer), with its encoding, for gossip.
 	OnAccept func(tx *ledger.Transaction, enc []byte)
@@ -193,13 +197,31 @@ func (p *Pool) AddBatch(txs []*ledger.Transaction, origin Origin) []error {
 		todo = append(todo, tx)
 		at = append(at, i)
 	}
+	var good []*ledger.Transaction
+	var goodAt []int
 	for j, err := range p.cfg.Cache.CheckAll(todo, p.cfg.Workers) {
 		i := at[j]
 		if err != nil {
 			errs[i] = reason.New(reason.BadSignature, err.Error())
 			continue
 		}
-		errs[i] = p.admit(txs[i], ids[i], origin)
+		good = append(good, txs[i])
+		goodAt = append(goodAt, i)
+	}
+	if len(good) == 0 {
+		return errs
+	}
+	var checks []error
+	if p.cfg.AdmitAll != nil {
+		checks = p.cfg.AdmitAll(good)
+	} else {
+		checks = make([]error, len(good))
+		for j, tx := range good {
+			checks[j] = p.cfg.Admit(tx)
+		}
+	}
+	for j, i := range goodAt {
+		errs[i] = p.insert(txs[i], ids[i], origin, checks[j])
 	}
 	return errs
 }
@@ -218,7 +240,13 @@ func (p *Pool) precheck(id ledger.TxID) error {
 }
 
 func (p *Pool) admit(tx *ledger.Transaction, id ledger.TxID, origin Origin) error {
-	if err := p.cfg.Admit(tx); err != nil {
+	return p.insert(tx, id, origin, p.cfg.Admit(tx))
+}
+
+// insert takes in a transaction whose signatures are verified, given the
+// result of the admission check.
+func (p *Pool) insert(tx *ledger.Transaction, id ledger.TxID, origin Origin, checked error) error {
+	if err := checked; err != nil {
 		if reason.Of(err) == reason.Duplicate {
 			return fmt.Errorf("%w: %v", ErrDuplicate, err)
 		}

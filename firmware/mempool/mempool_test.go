@@ -167,3 +167,42 @@ func TestPickRemoveRecheck(t *testing.T) {
 		t.Fatalf("recheck dropped %d, pool %d", n, f.pool.Len())
 	}
 }
+
+// A batch goes through AdmitAll once, with only the transactions whose
+// signatures verified, and each gets its own verdict back.
+func TestAddBatchAdmitAll(t *testing.T) {
+	f := newFixture(t, 100, 1<<20)
+	c := f.chain
+	x := app.New(app.WithSignatureCheck(f.cache.Check))
+	var calls, seen int
+	f.pool.cfg.AdmitAll = func(txs []*ledger.Transaction) []error {
+		calls++
+		seen += len(txs)
+		errs := make([]error, len(txs))
+		for i, tx := range txs {
+			errs[i] = x.CheckTx(f.mem, tx, time.Now().UnixMilli())
+		}
+		return errs
+	}
+	good := c.Record(t, c.Kiosk, "customs.declaration")
+	forged := *c.Record(t, c.Kiosk, "customs.declaration")
+	forged.Signatures = []gm.Signature{{1, 2, 3}}
+	stranger, _ := gm.GenerateKey(nil)
+	other := c.Record(t, c.Kiosk, "port.manifest")
+	errs := f.pool.AddBatch([]*ledger.Transaction{good, &forged, c.Record(t, stranger, "x.y"), other, good}, FromPeer)
+	if errs[0] != nil || errs[3] != nil {
+		t.Fatalf("good ones refused: %v, %v", errs[0], errs[3])
+	}
+	if reason.Of(errs[1]) != reason.BadSignature || reason.Of(errs[2]) != reason.UnknownSender {
+		t.Fatalf("forged: %v; stranger: %v", errs[1], errs[2])
+	}
+	if !errors.Is(errs[4], ErrDuplicate) {
+		t.Fatalf("the same transaction twice in a batch: %v", errs[4])
+	}
+	if calls != 1 || seen != 4 {
+		t.Fatalf("AdmitAll called %d times with %d transactions, want once with 4", calls, seen)
+	}
+	if f.pool.Len() != 2 {
+		t.Fatalf("pool holds %d", f.pool.Len())
+	}
+}
