@@ -305,9 +305,9 @@ func DecodeTx(b []byte) (*Transaction, error) {
 	if n := len(b) - len(tx.Payload); n > MaxTxBytes {
 		return nil, fmt.Errorf("%w: transaction of %d bytes without payload exceeds %d", ErrTooLarge, n, MaxTxBytes)
 	}
+	tx.remember() // first, so that Validate uses the parsed signers
 	if err := tx.Validate(); err != nil {
 		return nil, err
 	}
-	tx.remember()
 	return &tx, nil
 }
