@@ -15,6 +15,7 @@
 package mempool
 
 import (
+	"bytes"
 	"container/list"
 	"context"
 	"errors"
@@ -181,6 +182,17 @@ func (p *Pool) Add(tx *ledger.Transaction, origin Origin) error {
 // AddBatch admits transactions gossiped together, verifying their
 // signatures in parallel first. It returns one result per transaction.
 func (p *Pool) AddBatch(txs []*ledger.Transaction, origin Origin) []error {
+	return p.AddEncoded(txs, nil, origin)
+}
+
+// AddEncoded is AddBatch for transactions decoded by ledger.DecodeTx from
+// encs (encs[i] is txs[i]'s canonical encoding, which the strict decoder
+// has compared with the re-encoding), so that the pool keeps a copy of
+// those bytes instead of encoding each transaction again. encs may be nil.
+func (p *Pool) AddEncoded(txs []*ledger.Transaction, encs [][]byte, origin Origin) []error {
+	if encs != nil && len(encs) != len(txs) {
+		panic("mempool: AddEncoded with a different number of encodings and transactions")
+	}
 	errs := make([]error, len(txs))
 	ids := make([]ledger.TxID, len(txs))
 	var todo []*ledger.Transaction
@@ -221,7 +233,11 @@ func (p *Pool) AddBatch(txs []*ledger.Transaction, origin Origin) []error {
 		}
 	}
 	for j, i := range goodAt {
-		errs[i] = p.insert(txs[i], ids[i], origin, checks[j])
+		var enc []byte
+		if encs != nil {
+			enc = encs[i]
+		}
+		errs[i] = p.insert(txs[i], ids[i], enc, origin, checks[j])
 	}
 	return errs
 }
@@ -240,21 +256,24 @@ func (p *Pool) precheck(id ledger.TxID) error {
 }
 
 func (p *Pool) admit(tx *ledger.Transaction, id ledger.TxID, origin Origin) error {
-	return p.insert(tx, id, origin, p.cfg.Admit(tx))
+	return p.insert(tx, id, nil, origin, p.cfg.Admit(tx))
 }
 
 // insert takes in a transaction whose signatures are verified, given the
-// result of the admission check.
-func (p *Pool) insert(tx *ledger.Transaction, id ledger.TxID, origin Origin, checked error) error {
+// result of the admission check and its encoding if known (nil: encode).
+func (p *Pool) insert(tx *ledger.Transaction, id ledger.TxID, known []byte, origin Origin, checked error) error {
 	if err := checked; err != nil {
 		if reason.Of(err) == reason.Duplicate {
 			return fmt.Errorf("%w: %v", ErrDuplicate, err)
 		}
 		return err
 	}
-	enc, err := ledger.EncodeTx(tx)
-	if err != nil {
-		return reason.New(reason.Malformed, err.Error())
+	enc := bytes.Clone(known) // not the caller's buffer, which may hold a whole batch
+	if enc == nil {
+		var err error
+		if enc, err = ledger.EncodeTx(tx); err != nil {
+			return reason.New(reason.Malformed, err.Error())
+		}
 	}
 	bodyLen := len(enc)
 	if tx.Payload != nil {

@@ -206,3 +206,30 @@ func TestAddBatchAdmitAll(t *testing.T) {
 		t.Fatalf("pool holds %d", f.pool.Len())
 	}
 }
+
+// AddEncoded keeps a copy of the encodings it is given, which are what
+// the pool serves to peers.
+func TestAddEncodedKeepsACopy(t *testing.T) {
+	f := newFixture(t, 100, 1<<20)
+	tx := f.chain.Record(t, f.chain.Kiosk, "customs.declaration")
+	enc, err := ledger.EncodeTx(tx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := append([]byte(nil), enc...)
+	decoded, err := ledger.DecodeTx(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs := f.pool.AddEncoded([]*ledger.Transaction{decoded}, [][]byte{buf}, FromPeer); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	clear(buf)
+	got := f.pool.Encoded([]ledger.TxID{tx.ID()})
+	if len(got) != 1 || string(got[0]) != string(enc) {
+		t.Fatalf("pool serves %x, want %x", got, enc)
+	}
+	if f.pool.Bytes() != int64(len(enc)) {
+		t.Fatalf("pool counts %d bytes, want %d", f.pool.Bytes(), len(enc))
+	}
+}
