@@ -374,7 +374,11 @@ func (m *Message) check() error {
 	return nil
 }
 
+// checkBlock checks a block just decoded from a message. The block is not
+// shared yet, so it also remembers its transactions' ids for the checks
+// here and everything downstream (validation, execution, storage).
 func checkBlock(b *ledger.Block) error {
+	ledger.RememberIDs(b.Txs)
 	if err := b.Header.Validate(); err != nil {
 		return fmt.Errorf("%w: block header: %v", ErrMalformed, err)
 	}

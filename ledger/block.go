@@ -150,34 +150,42 @@ var ErrBodyMismatch = errors.New("ledger: body does not match header")
 // distinct. It does not verify signatures or the shard and state roots
 // (those need the validator set and the state).
 func (b *Block) CheckBody() error {
+	_, err := b.CheckBodyEncoding()
+	return err
+}
+
+// CheckBodyEncoding is CheckBody that also returns the body's encoding
+// (EncodeBody of the transactions), which it computes anyway, for callers
+// that need it next (shards, storage).
+func (b *Block) CheckBodyEncoding() ([]byte, error) {
 	if len(b.Txs) != int(b.Header.TxCount) {
-		return fmt.Errorf("%w: %d transactions, header says %d", ErrBodyMismatch, len(b.Txs), b.Header.TxCount)
+		return nil, fmt.Errorf("%w: %d transactions, header says %d", ErrBodyMismatch, len(b.Txs), b.Header.TxCount)
 	}
 	seen := make(map[TxID]struct{}, len(b.Txs))
 	for i := range b.Txs {
 		if err := b.Txs[i].Validate(); err != nil {
-			return fmt.Errorf("transaction %d: %w", i, err)
+			return nil, fmt.Errorf("transaction %d: %w", i, err)
 		}
 		if b.Txs[i].Body.ChainID != b.Header.ChainID {
-			return fmt.Errorf("%w: transaction %d is for chain %q", ErrMalformed, i, b.Txs[i].Body.ChainID)
+			return nil, fmt.Errorf("%w: transaction %d is for chain %q", ErrMalformed, i, b.Txs[i].Body.ChainID)
 		}
 		id := b.Txs[i].ID()
 		if _, dup := seen[id]; dup {
-			return fmt.Errorf("%w: transaction %s appears twice", ErrMalformed, id)
+			return nil, fmt.Errorf("%w: transaction %s appears twice", ErrMalformed, id)
 		}
 		seen[id] = struct{}{}
 	}
 	if root := TxRoot(b.Txs); root != b.Header.TxRoot {
-		return fmt.Errorf("%w: transaction root %s, header says %s", ErrBodyMismatch, root, b.Header.TxRoot)
+		return nil, fmt.Errorf("%w: transaction root %s, header says %s", ErrBodyMismatch, root, b.Header.TxRoot)
 	}
 	enc, err := EncodeBody(b.Txs)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if uint64(len(enc)) != b.Header.BodySize {
-		return fmt.Errorf("%w: body is %d bytes, header says %d", ErrBodyMismatch, len(enc), b.Header.BodySize)
+		return nil, fmt.Errorf("%w: body is %d bytes, header says %d", ErrBodyMismatch, len(enc), b.Header.BodySize)
 	}
-	return nil
+	return enc, nil
 }
 
 // Seal fills the header's TxCount, TxRoot and BodySize from the

@@ -279,6 +279,53 @@ func TestTxIDFollowsBodyChanges(t *testing.T) {
 	}
 }
 
+// The signer keys remembered with the id are used only while the body is
+// unchanged: a signer replaced after decoding is parsed (and refused if it
+// is no point) and verified as it is now.
+func TestRememberedSignersFollowTheBody(t *testing.T) {
+	key, _ := gm.GenerateKey(nil)
+	other, _ := gm.GenerateKey(nil)
+	tx := ledgertest.Tx(t, key, ledgertest.TxOptions{Data: []byte("d")})
+	enc, _ := ledger.EncodeTx(&tx)
+
+	c, err := ledger.DecodeTx(enc)
+	if err != nil || c.Validate() != nil || c.VerifySignatures() != nil {
+		t.Fatalf("decoded transaction: %v, %v, %v", err, c.Validate(), c.VerifySignatures())
+	}
+	c.Body.Signers[0] = ledger.PublicKeyBytes(other.PublicKey().Array())
+	if err := c.VerifySignatures(); err == nil {
+		t.Fatal("signature verified under the remembered signer after the body changed")
+	}
+	c.Body.Signers[0][0] ^= 0xff // most likely no longer a point
+	if _, perr := c.Body.Signers[0].Parse(); perr != nil && c.Validate() == nil {
+		t.Fatal("a signer that does not parse passed Validate after the body changed")
+	}
+}
+
+// BenchmarkTxValidate: Validate of a decoded transaction (signers parsed
+// once at decode) against one whose signers are parsed on every call.
+func BenchmarkTxValidate(b *testing.B) {
+	key, _ := gm.GenerateKey(nil)
+	tx, _ := ledgertest.NewTx(key, ledgertest.TxOptions{Data: make([]byte, 256)})
+	enc, _ := ledger.EncodeTx(&tx)
+	decoded, _ := ledger.DecodeTx(enc)
+	plain := ledger.Transaction{Body: decoded.Body, Signatures: decoded.Signatures}
+	b.Run("remembered", func(b *testing.B) {
+		for b.Loop() {
+			if err := decoded.Validate(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("parsed", func(b *testing.B) {
+		for b.Loop() {
+			if err := plain.Validate(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
 func BenchmarkTxID(b *testing.B) {
 	key, _ := gm.GenerateKey(nil)
 	tx, _ := ledgertest.NewTx(key, ledgertest.TxOptions{Data: make([]byte, 256)})

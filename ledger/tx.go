@@ -73,6 +73,10 @@ type Transaction struct {
 type txMemo struct {
 	body TxBody
 	id   TxID
+	// keys are the body's signers parsed (nil if one does not parse), so
+	// that Validate and VerifySignatures, which run several times per
+	// transaction on a node, do not check the points again.
+	keys []*gm.PublicKey
 }
 
 // ID returns the transaction id: SM3 over the canonical encoding of the body.
@@ -83,10 +87,43 @@ func (tx *Transaction) ID() TxID {
 	return tx.Body.ID()
 }
 
+// signerKeys returns the remembered parsed signers if the body is still
+// the one they were parsed from.
+func (tx *Transaction) signerKeys() []*gm.PublicKey {
+	if m := tx.memo; m != nil && m.keys != nil && m.body.equal(&tx.Body) {
+		return m.keys
+	}
+	return nil
+}
+
 // remember computes the id once and keeps it with a private copy of the
-// body it was computed from.
+// body it was computed from, and the parsed signer keys.
 func (tx *Transaction) remember() {
-	tx.memo = &txMemo{body: tx.Body.clone(), id: tx.Body.ID()}
+	m := &txMemo{body: tx.Body.clone(), id: tx.Body.ID()}
+	keys := make([]*gm.PublicKey, len(m.body.Signers))
+	for i, s := range m.body.Signers {
+		k, err := s.Parse()
+		if err != nil {
+			keys = nil
+			break
+		}
+		keys[i] = k
+	}
+	m.keys = keys
+	tx.memo = m
+}
+
+// RememberIDs does for transactions decoded inside a larger structure
+// (a block in a consensus message, say) what DecodeTx and DecodeBlock do:
+// it computes each id once and remembers it, so that the many later calls
+// to ID do not re-encode and re-hash the body. Call it before the
+// transactions are shared with other goroutines.
+func RememberIDs(txs []Transaction) {
+	for i := range txs {
+		if txs[i].memo == nil {
+			txs[i].remember()
+		}
+	}
 }
 
 // clone returns a copy of b that shares no memory with it.
@@ -180,10 +217,13 @@ func (tx *Transaction) Validate() error {
 	if len(b.Signers) == 0 || len(b.Signers) > MaxSigners {
 		return fmt.Errorf("%w: %d signers, want 1 to %d", ErrTooLarge, len(b.Signers), MaxSigners)
 	}
+	parsed := tx.signerKeys() != nil
 	seen := make(map[PublicKeyBytes]struct{}, len(b.Signers))
 	for i, s := range b.Signers {
-		if _, err := s.Parse(); err != nil {
-			return fmt.Errorf("%w: signer %d: %v", ErrMalformed, i, err)
+		if !parsed {
+			if _, err := s.Parse(); err != nil {
+				return fmt.Errorf("%w: signer %d: %v", ErrMalformed, i, err)
+			}
 		}
 		if _, dup := seen[s]; dup {
 			return fmt.Errorf("%w: signer %d listed twice", ErrMalformed, i)
@@ -223,10 +263,16 @@ func (tx *Transaction) VerifySignatures() error {
 		return fmt.Errorf("%w: %d signatures for %d signers", ErrSignature, len(tx.Signatures), len(tx.Body.Signers))
 	}
 	msg := SignBytes(tx.ID())
+	keys := tx.signerKeys()
 	for i, s := range tx.Body.Signers {
-		key, err := s.Parse()
-		if err != nil {
-			return fmt.Errorf("%w: signer %d: %v", ErrSignature, i, err)
+		var key *gm.PublicKey
+		if keys != nil {
+			key = keys[i]
+		} else {
+			var err error
+			if key, err = s.Parse(); err != nil {
+				return fmt.Errorf("%w: signer %d: %v", ErrSignature, i, err)
+			}
 		}
 		if !key.Verify(msg, tx.Signatures[i]) {
 			return fmt.Errorf("%w: signature %d does not verify under %s", ErrSignature, i, key.ID())
@@ -259,9 +305,9 @@ func DecodeTx(b []byte) (*Transaction, error) {
 	if n := len(b) - len(tx.Payload); n > MaxTxBytes {
 		return nil, fmt.Errorf("%w: transaction of %d bytes without payload exceeds %d", ErrTooLarge, n, MaxTxBytes)
 	}
+	tx.remember() // first, so that Validate uses the parsed signers
 	if err := tx.Validate(); err != nil {
 		return nil, err
 	}
-	tx.remember()
 	return &tx, nil
 }

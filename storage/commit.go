@@ -38,6 +38,13 @@ type Batch struct {
 	// Shard optionally carries this node's shard as computed when it voted;
 	// it is checked against the header. When nil the store encodes the body.
 	Shard *erasure.Shard
+	// Body optionally carries the body's encoding, ledger.EncodeBody of
+	// Block.Txs, as the caller computed it when it checked the block
+	// against its header (ledger.Block.CheckBodyEncoding, or Seal for a
+	// block it built). Its length is checked against the header; the
+	// transaction root is still recomputed from the transactions. When
+	// nil the store encodes the transactions.
+	Body []byte
 	// Writes are the state changes of executing the block. Their state
 	// root (ledger.NextStateRoot over the parent's) must equal
 	// Header.StateRoot.
@@ -197,8 +204,10 @@ func (s *Store) prepare(b *Batch, tip *TipInfo) (*prepared, error) {
 	if len(txs) != int(h.TxCount) {
 		return nil, fmt.Errorf("%w: %d transactions, header says %d", ErrMismatch, len(txs), h.TxCount)
 	}
-	if p.body, err = ledger.EncodeBody(txs); err != nil {
-		return nil, err
+	if p.body = b.Body; p.body == nil {
+		if p.body, err = ledger.EncodeBody(txs); err != nil {
+			return nil, err
+		}
 	}
 	if uint64(len(p.body)) != h.BodySize {
 		return nil, fmt.Errorf("%w: body is %d bytes, header says %d", ErrMismatch, len(p.body), h.BodySize)

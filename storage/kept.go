@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"path/filepath"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"hallmark/ledger"
 )
@@ -85,35 +89,48 @@ func (s *Store) KeptBlocks() ([]KeptBlock, error) {
 	if t := s.tip.Load(); t != nil {
 		tip, hasTip = t.Height, true
 	}
-	var out []KeptBlock
-	err := s.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketKept)
-		if b == nil {
-			return nil
-		}
-		return b.ForEach(func(k, v []byte) error {
-			if len(k) != 8+len(ledger.BlockID{}) {
-				return fmt.Errorf("%w: kept block key of %d bytes", ErrCorrupt, len(k))
-			}
-			h := binary.BigEndian.Uint64(k)
-			if hasTip && h <= tip {
+	// Stores written before the safety file existed keep them in the main
+	// file; both are read, the safety file's copy winning.
+	byKey := map[string]KeptBlock{}
+	for _, db := range []*bolt.DB{s.db, s.safe} {
+		err := db.View(func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucketKept)
+			if b == nil {
 				return nil
 			}
-			var id ledger.BlockID
-			copy(id[:], k[8:])
-			out = append(out, KeptBlock{Height: h, ID: id, Data: bytes.Clone(v)})
-			return nil
+			return b.ForEach(func(k, v []byte) error {
+				if len(k) != 8+len(ledger.BlockID{}) {
+					return fmt.Errorf("%w: kept block key of %d bytes", ErrCorrupt, len(k))
+				}
+				h := binary.BigEndian.Uint64(k)
+				if hasTip && h <= tip {
+					return nil
+				}
+				var id ledger.BlockID
+				copy(id[:], k[8:])
+				byKey[string(k)] = KeptBlock{Height: h, ID: id, Data: bytes.Clone(v)}
+				return nil
+			})
 		})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("storage: reading kept blocks: %w", err)
+		if err != nil {
+			return nil, fmt.Errorf("storage: reading kept blocks: %w", err)
+		}
+	}
+	keys := make([]string, 0, len(byKey))
+	for k := range byKey {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys) // height first, big-endian
+	out := make([]KeptBlock, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, byKey[k])
 	}
 	return out, nil
 }
 
 // ReleaseKept forgets kept blocks that can no longer commit (consensus
 // abandoned them). Blocks at or below a committed height are dropped by
-// CommitBlock itself.
+// the next SaveSafety (and ignored by KeptBlocks until then).
 func (s *Store) ReleaseKept(ctx context.Context, ids ...ledger.BlockID) error {
 	if len(ids) == 0 {
 		return nil
@@ -128,34 +145,90 @@ func (s *Store) ReleaseKept(ctx context.Context, ids ...ledger.BlockID) error {
 	for _, id := range ids {
 		want[id] = true
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketKept)
-		if b == nil {
-			return nil
+	for _, db := range []*bolt.DB{s.safe, s.db} {
+		if db == s.db && !hasKept(db) {
+			continue // no legacy kept blocks: no write transaction
 		}
-		var dead [][]byte
-		err := b.ForEach(func(k, _ []byte) error {
-			var id ledger.BlockID
-			if len(k) == 8+len(id) {
-				copy(id[:], k[8:])
-				if want[id] {
-					dead = append(dead, bytes.Clone(k))
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return err
+		if err := db.Update(func(tx *bolt.Tx) error { return releaseKept(tx, want) }); err != nil {
+			return fmt.Errorf("storage: releasing kept blocks: %w", err)
 		}
-		for _, k := range dead {
-			if err := b.Delete(k); err != nil {
-				return err
+	}
+	return nil
+}
+
+func hasKept(db *bolt.DB) bool {
+	has := false
+	db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketKept); b != nil {
+			k, _ := b.Cursor().First()
+			has = k != nil
+		}
+		return nil
+	})
+	return has
+}
+
+func releaseKept(tx *bolt.Tx, want map[ledger.BlockID]bool) error {
+	b := tx.Bucket(bucketKept)
+	if b == nil {
+		return nil
+	}
+	var dead [][]byte
+	err := b.ForEach(func(k, _ []byte) error {
+		var id ledger.BlockID
+		if len(k) == 8+len(id) {
+			copy(id[:], k[8:])
+			if want[id] {
+				dead = append(dead, bytes.Clone(k))
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("storage: releasing kept blocks: %w", err)
+		return err
+	}
+	for _, k := range dead {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// openSafety opens (creating it if needed) the file that holds the safety
+// data and kept blocks beside the main one.
+func openSafety(dir string, o Options) (*bolt.DB, error) {
+	path := filepath.Join(dir, safetyFileName)
+	if err := checkBoltFile(path); err != nil {
+		return nil, err
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.LockTimeout, FreelistType: bolt.FreelistMapType})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("%w: %s (waited %s)", ErrInUse, path, o.LockTimeout)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("storage: open %s: %w", path, err)
+	}
+	ready := false
+	db.View(func(tx *bolt.Tx) error {
+		ready = tx.Bucket(bucketSafety) != nil && tx.Bucket(bucketKept) != nil
+		return nil
+	})
+	if !ready {
+		// Only a new file is written to here, so a store on a full disk
+		// that has one still opens for reading.
+		err = db.Update(func(tx *bolt.Tx) error {
+			for _, name := range [][]byte{bucketSafety, bucketKept} {
+				if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("storage: initialise %s: %w", path, err)
+		}
+	}
+	return db, nil
 }

@@ -1,8 +1,13 @@
 package storage_test
 
 import (
+	"encoding/binary"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
+
+	bolt "go.etcd.io/bbolt"
 
 	"hallmark/ledger"
 	"hallmark/storage"
@@ -59,5 +64,63 @@ func TestKeptBlocks(t *testing.T) {
 	}
 	if err := s.SaveSafety(ctx, nil, storage.KeptBlock{Height: 9}); err == nil {
 		t.Fatal("an empty kept block was accepted")
+	}
+}
+
+// A store written before the safety data moved to its own file keeps
+// working: its safety data and kept blocks are read from the main file
+// until newer ones are saved, and its kept blocks can still be released.
+func TestKeptBlocksInMainFile(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir, storage.Options{})
+	c := newChain(t, 1)
+	commit(t, s, c.block(blockSpec{}))
+	s.Close()
+	old := ledger.BlockID{7}
+	db, err := bolt.Open(filepath.Join(dir, "hallmark.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket([]byte("safety")).Put([]byte("current"), []byte("legacy")); err != nil {
+			return err
+		}
+		b, err := tx.CreateBucketIfNotExists([]byte("kept"))
+		if err != nil {
+			return err
+		}
+		return b.Put(append(binary.BigEndian.AppendUint64(nil, 1), old[:]...), []byte("old block"))
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, "safety.db")); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openStore(t, dir, storage.Options{})
+	defer s.Close()
+	if got, _ := s.LoadSafety(); string(got) != "legacy" {
+		t.Fatalf("safety %q, want the main file's", got)
+	}
+	got, err := s.KeptBlocks()
+	if err != nil || len(got) != 1 || got[0].ID != old || string(got[0].Data) != "old block" {
+		t.Fatalf("kept blocks %+v, %v", got, err)
+	}
+	if err := s.SaveSafety(ctx, []byte("new"), storage.KeptBlock{Height: 2, ID: ledger.BlockID{8}, Data: []byte("new block")}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.LoadSafety(); string(got) != "new" {
+		t.Fatalf("safety %q after a save", got)
+	}
+	if got, _ = s.KeptBlocks(); len(got) != 2 || got[0].Height != 1 || got[1].Height != 2 {
+		t.Fatalf("kept blocks %+v, want the old one then the new one", got)
+	}
+	if err := s.ReleaseKept(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ = s.KeptBlocks(); len(got) != 1 || got[0].Height != 2 {
+		t.Fatalf("kept blocks after releasing the old one: %+v", got)
 	}
 }

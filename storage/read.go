@@ -230,13 +230,9 @@ type TxLocation struct {
 // or ErrNotFound: the cheap check the executor uses to refuse replays.
 func (s *Store) TxLocation(id ledger.TxID) (TxLocation, error) {
 	var loc TxLocation
-	err := s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketTxs).Get(id[:])
-		if v == nil {
-			return fmt.Errorf("%w: transaction %s", ErrNotFound, short(id))
-		}
+	err := s.View(func(sn *Snapshot) error {
 		var err error
-		loc, err = decodeTxLoc(v)
+		loc, err = sn.TxLocation(id)
 		return err
 	})
 	return loc, err
@@ -294,9 +290,21 @@ func (s *Store) SaveSafety(ctx context.Context, data []byte, keep ...KeptBlock) 
 			return fmt.Errorf("%w: kept block %s of %d bytes", ErrInvalid, short(k.ID), len(k.Data))
 		}
 	}
-	if err := s.db.Update(func(tx *bolt.Tx) error {
+	var tip uint64
+	hasTip := false
+	if t := s.tip.Load(); t != nil {
+		tip, hasTip = t.Height, true
+	}
+	// The safety file has its own writer, so this never waits for a block
+	// commit. Kept blocks at committed heights go here too.
+	if err := s.safe.Update(func(tx *bolt.Tx) error {
 		if err := tx.Bucket(bucketSafety).Put(safetyKey, bytes.Clone(data)); err != nil {
 			return err
+		}
+		if hasTip {
+			if err := dropKeptUpTo(tx, tip); err != nil {
+				return err
+			}
 		}
 		return putKept(tx, keep)
 	}); err != nil {
@@ -308,11 +316,18 @@ func (s *Store) SaveSafety(ctx context.Context, data []byte, keep ...KeptBlock) 
 // LoadSafety returns the last safety data saved, or nil if none was.
 func (s *Store) LoadSafety() ([]byte, error) {
 	var out []byte
-	err := s.db.View(func(tx *bolt.Tx) error {
-		out = bytes.Clone(tx.Bucket(bucketSafety).Get(safetyKey))
-		return nil
-	})
-	return out, err
+	// A store written before the safety file existed has its data in the
+	// main file until the first save.
+	for _, db := range []*bolt.DB{s.safe, s.db} {
+		err := db.View(func(tx *bolt.Tx) error {
+			out = bytes.Clone(tx.Bucket(bucketSafety).Get(safetyKey))
+			return nil
+		})
+		if err != nil || out != nil {
+			return out, err
+		}
+	}
+	return nil, nil
 }
 
 // Snapshot is a consistent read-only view of the store, valid inside the
@@ -327,6 +342,16 @@ type Snapshot struct {
 // keeps the pages it sees from being reused.
 func (s *Store) View(fn func(*Snapshot) error) error {
 	return s.db.View(func(tx *bolt.Tx) error { return fn(&Snapshot{tx: tx}) })
+}
+
+// TxLocation is [Store.TxLocation] in the snapshot: one read transaction
+// for many lookups.
+func (sn *Snapshot) TxLocation(id ledger.TxID) (TxLocation, error) {
+	v := sn.tx.Bucket(bucketTxs).Get(id[:])
+	if v == nil {
+		return TxLocation{}, fmt.Errorf("%w: transaction %s", ErrNotFound, short(id))
+	}
+	return decodeTxLoc(v)
 }
 
 // Tip returns the height of the highest block in the snapshot, ok = false

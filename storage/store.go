@@ -21,6 +21,7 @@ import (
 // File names inside a store directory.
 const (
 	dbFileName     = "hallmark.db"
+	safetyFileName = "safety.db"
 	payloadDirName = "payloads"
 )
 
@@ -105,6 +106,10 @@ type Store struct {
 	opts Options
 	log  *slog.Logger
 	db   *bolt.DB
+	// safe holds the consensus safety data and the kept blocks, apart
+	// from db so that a vote's fsync never waits behind a block commit
+	// (bbolt has one writer per file).
+	safe *bolt.DB
 
 	// writeMu serialises every write that touches payload segments or
 	// must read-then-write consistently (commits, masks, repairs).
@@ -160,17 +165,24 @@ func Open(dir string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	if s.safe, err = openSafety(dir, o); err != nil {
+		db.Close()
+		return nil, err
+	}
 	if s.payloads, err = openSegments(filepath.Join(dir, payloadDirName), o.PayloadSegmentBytes, s.db, s.log); err != nil {
+		s.safe.Close()
 		db.Close()
 		return nil, err
 	}
 	if err := s.finishErasures(); err != nil {
 		s.payloads.close()
+		s.safe.Close()
 		db.Close()
 		return nil, err
 	}
 	if err := s.loadTip(); err != nil {
 		s.payloads.close()
+		s.safe.Close()
 		db.Close()
 		return nil, err
 	}
@@ -315,6 +327,9 @@ func (s *Store) Close() error {
 		return nil
 	}
 	err := s.payloads.close()
+	if e := s.safe.Close(); e != nil && err == nil {
+		err = fmt.Errorf("storage: close: %w", e)
+	}
 	if e := s.db.Close(); e != nil && err == nil {
 		err = fmt.Errorf("storage: close: %w", e)
 	}

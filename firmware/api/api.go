@@ -483,15 +483,15 @@ func (s *server) writeBlock(w http.ResponseWriter, r *http.Request, h uint64) er
 	if err != nil {
 		return err
 	}
-	// The block's own JSON, with the transactions' results beside its
-	// fields.
+	// The block's own JSON object, with the transactions' results added
+	// as one more field (spliced in rather than decoded and encoded again:
+	// clients poll this).
 	body, err := json.Marshal(b)
 	if err != nil {
 		return err
 	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(body, &m); err != nil {
-		return err
+	if len(body) < 2 || body[0] != '{' || body[len(body)-1] != '}' {
+		return fmt.Errorf("api: block %d encodes as %.20q, not an object", h, body)
 	}
 	results := []resultJSON{}
 	if codes, err := s.results(h); err == nil {
@@ -499,15 +499,35 @@ func (s *server) writeBlock(w http.ResponseWriter, r *http.Request, h uint64) er
 			results = append(results, resultJSON{Code: uint16(c), Reason: c.String()})
 		}
 	}
-	if m["results"], err = json.Marshal(results); err != nil {
+	rj, err := json.Marshal(results)
+	if err != nil {
 		return err
 	}
+	type field struct {
+		name string
+		raw  []byte
+	}
+	extra := []field{{"results", rj}}
 	if p := s.commitProof(h); p != nil {
-		if m["commitProof"], err = json.Marshal(p); err != nil {
+		pj, err := json.Marshal(p)
+		if err != nil {
 			return err
 		}
+		extra = append(extra, field{"commitProof", pj})
 	}
-	return writeJSON(w, http.StatusOK, m)
+	obj := make([]byte, 0, len(body)+len(rj)+64)
+	obj = append(obj, body[:len(body)-1]...)
+	for i, f := range extra {
+		if i > 0 || len(body) > 2 {
+			obj = append(obj, ',')
+		}
+		obj = append(obj, '"')
+		obj = append(obj, f.name...)
+		obj = append(obj, `":`...)
+		obj = append(obj, f.raw...)
+	}
+	obj = append(obj, '}')
+	return writeJSON(w, http.StatusOK, json.RawMessage(obj))
 }
 
 func (s *server) blockByHeight(w http.ResponseWriter, r *http.Request) error {

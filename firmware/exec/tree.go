@@ -52,6 +52,9 @@ type Block struct {
 	// Shard is this node's shard of the body (nil when it is not a
 	// validator of the block's epoch).
 	Shard *erasure.Shard
+	// Body is the block's body encoding (ledger.EncodeBody), kept from
+	// validation or sealing for storage.
+	Body []byte
 	// Seen is when this node first executed the block.
 	Seen time.Time
 
@@ -68,9 +71,9 @@ type Config struct {
 	Executor *app.Executor
 	// Base runs fn on a consistent view of committed state.
 	Base func(fn func(app.View) error) error
-	// Committed reports whether a transaction id is in a committed block
-	// (the store's transaction index).
-	Committed func(ledger.TxID) bool
+	// Committed reports, for each id, whether it is in a committed block
+	// (the store's transaction index), in one read.
+	Committed func([]ledger.TxID) []bool
 	// Sigs is the verified-signature cache; Workers verify in parallel.
 	Sigs    *sigcache.Cache
 	Workers int
@@ -283,10 +286,7 @@ func (t *Tree) Validate(block *ledger.Block, parentID ledger.BlockID, mustBeEmpt
 	if cfg == nil {
 		return nil, nil, invalid("block %d of epoch %d on a parent of epoch %d", h.Height, h.Epoch, parent.Header.Epoch)
 	}
-	if err := block.CheckBody(); err != nil {
-		return nil, nil, invalid("%v", err)
-	}
-	body, err := ledger.EncodeBody(block.Txs)
+	body, err := block.CheckBodyEncoding()
 	if err != nil {
 		return nil, nil, invalid("%v", err)
 	}
@@ -302,26 +302,29 @@ func (t *Tree) Validate(block *ledger.Block, parentID ledger.BlockID, mustBeEmpt
 			return nil, nil, invalid("block %d after an epoch end must be empty and change nothing", h.Height)
 		}
 		b := &Block{ID: id, Block: block, Header: *h, Epoch: cfg, Pending: parent.Pending, Next: parent.Next,
-			Shard: shard, Seen: t.cfg.Now(), parent: parent}
+			Shard: shard, Body: body, Seen: t.cfg.Now(), parent: parent}
 		t.add(b)
 		return b, nil, nil
 	}
 	ptrs := make([]*ledger.Transaction, len(block.Txs))
+	ids := make([]ledger.TxID, len(block.Txs))
 	for i := range block.Txs {
-		tx := &block.Txs[i]
-		txID := tx.ID()
-		// The chain first, storage second: a block moving from one to the
-		// other in between is then seen in one of them.
-		t.mu.Lock()
-		dup := t.inChain(parent, txID)
-		t.mu.Unlock()
-		if dup {
+		ptrs[i], ids[i] = &block.Txs[i], block.Txs[i].ID()
+	}
+	// The chain first, storage second: a block moving from one to the
+	// other in between is then seen in one of them.
+	t.mu.Lock()
+	for _, txID := range ids {
+		if t.inChain(parent, txID) {
+			t.mu.Unlock()
 			return nil, nil, invalid("transaction %s is already in an uncommitted ancestor", txID)
 		}
-		if t.cfg.Committed(txID) {
-			return nil, nil, invalid("transaction %s is already in a committed block", txID)
+	}
+	t.mu.Unlock()
+	for i, in := range t.cfg.Committed(ids) {
+		if in {
+			return nil, nil, invalid("transaction %s is already in a committed block", ids[i])
 		}
-		ptrs[i] = tx
 	}
 	// Verify what the cache does not know, on every core, before
 	// execution checks the signatures one by one (then from the cache).
@@ -357,7 +360,7 @@ func (t *Tree) Validate(block *ledger.Block, parentID ledger.BlockID, mustBeEmpt
 		next = &n
 	}
 	b := &Block{ID: id, Block: block, Header: *h, Output: out, Epoch: cfg, Pending: pending, Next: next,
-		Shard: shard, Seen: t.cfg.Now(), parent: parent, writes: out.Writes, txs: txSet(block)}
+		Shard: shard, Body: body, Seen: t.cfg.Now(), parent: parent, writes: out.Writes, txs: txSet(block)}
 	t.add(b)
 	return b, b.reconfig(), nil
 }
@@ -496,9 +499,23 @@ func (t *Tree) Build(req consensus.BuildProposal, chainID string, pick func(para
 		chain := t.ChainTxs(parent)
 		skip := func(id ledger.TxID) bool {
 			_, in := chain[id]
-			return in || t.cfg.Committed(id)
+			return in
 		}
 		cands = pick(cfg.Params, skip)
+		// Pending transactions leave the mempool once their block is
+		// stored, so a committed one is rare here: filter the picked ones
+		// with one read of the index.
+		ids := make([]ledger.TxID, len(cands))
+		for i, tx := range cands {
+			ids[i] = tx.ID()
+		}
+		kept := cands[:0]
+		for i, in := range t.cfg.Committed(ids) {
+			if !in {
+				kept = append(kept, cands[i])
+			}
+		}
+		cands = kept
 	}
 	if mustBeEmpty {
 		body, err := block.Seal()
@@ -511,7 +528,7 @@ func (t *Tree) Build(req consensus.BuildProposal, chainID string, pick func(para
 		}
 		block.Header.ShardRoot, block.Header.StateRoot = root, parent.Header.StateRoot
 		b := &Block{ID: block.Header.ID(), Block: block, Header: block.Header, Epoch: cfg, Pending: parent.Pending, Next: parent.Next,
-			Shard: shard, Seen: t.cfg.Now(), parent: parent}
+			Shard: shard, Body: body, Seen: t.cfg.Now(), parent: parent}
 		t.add(b)
 		return b, nil, nil, nil
 	}
@@ -530,6 +547,7 @@ func (t *Tree) Build(req consensus.BuildProposal, chainID string, pick func(para
 	var pending bool
 	var next *consensus.EpochConfig
 	var shard *erasure.Shard
+	var body []byte
 	err := t.View(parent, func(v app.View) error {
 		var checker *app.Checker
 		kept := cands[:0:0]
@@ -557,8 +575,8 @@ func (t *Tree) Build(req consensus.BuildProposal, chainID string, pick func(para
 			for _, tx := range kept {
 				block.Txs = append(block.Txs, *tx)
 			}
-			body, err := block.Seal()
-			if err != nil {
+			var err error
+			if body, err = block.Seal(); err != nil {
 				return fmt.Errorf("sealing: %w", err)
 			}
 			root, sh, err := shards(body, cfg.Validators.N(), t.ShardIndex(cfg))
@@ -595,7 +613,7 @@ func (t *Tree) Build(req consensus.BuildProposal, chainID string, pick func(para
 		next = &n
 	}
 	b := &Block{ID: block.Header.ID(), Block: block, Header: block.Header, Output: out, Epoch: cfg, Pending: pending, Next: next,
-		Shard: shard, Seen: t.cfg.Now(), parent: parent, writes: out.Writes, txs: txSet(block)}
+		Shard: shard, Body: body, Seen: t.cfg.Now(), parent: parent, writes: out.Writes, txs: txSet(block)}
 	t.add(b)
 	return b, b.reconfig(), rejected, nil
 }
@@ -664,6 +682,7 @@ func (t *Tree) Stored(id ledger.BlockID) error {
 	b.parent = nil
 	b.writes = nil // now in storage
 	b.txs = nil
+	b.Body = nil
 	t.root = b
 	return nil
 }

@@ -43,11 +43,17 @@ func newHarness(t *testing.T, c *testchain.Chain, self int, params *ledger.Param
 	h.mem.Apply(g.State.Writes)
 	h.self = c.Validators[self].PublicKey().ID()
 	h.tree, err = New(Config{
-		Executor:  app.New(),
-		Base:      func(fn func(app.View) error) error { return fn(h.mem) },
-		Committed: func(id ledger.TxID) bool { return h.committed[id] },
-		Sigs:      sigcache.New(10000),
-		Self:      h.self,
+		Executor: app.New(),
+		Base:     func(fn func(app.View) error) error { return fn(h.mem) },
+		Committed: func(ids []ledger.TxID) []bool {
+			out := make([]bool, len(ids))
+			for i, id := range ids {
+				out[i] = h.committed[id]
+			}
+			return out
+		},
+		Sigs: sigcache.New(10000),
+		Self: h.self,
 	}, Root{Header: g.Block.Header, Epoch: g.Epoch})
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@
 package mempool
 
 import (
+	"bytes"
 	"container/list"
 	"context"
 	"errors"
@@ -76,6 +77,10 @@ type Config struct {
 	// state. It returns nil, a *reason.Error, or another error when state
 	// could not be read. It must be safe for concurrent use.
 	Admit func(tx *ledger.Transaction) error
+	// AdmitAll, if set, is Admit for many transactions at once (one result
+	// each), which AddBatch uses: an implementation can read state once
+	// for the whole batch.
+	AdmitAll func(txs []*ledger.Transaction) []error
 	// OnAccept, if set, is called with each transaction accepted from a
 	// kiosk or the API (not from a peer), with its encoding, for gossip.
 	OnAccept func(tx *ledger.Transaction, enc []byte)
@@ -177,6 +182,17 @@ func (p *Pool) Add(tx *ledger.Transaction, origin Origin) error {
 // AddBatch admits transactions gossiped together, verifying their
 // signatures in parallel first. It returns one result per transaction.
 func (p *Pool) AddBatch(txs []*ledger.Transaction, origin Origin) []error {
+	return p.AddEncoded(txs, nil, origin)
+}
+
+// AddEncoded is AddBatch for transactions decoded by ledger.DecodeTx from
+// encs (encs[i] is txs[i]'s canonical encoding, which the strict decoder
+// has compared with the re-encoding), so that the pool keeps a copy of
+// those bytes instead of encoding each transaction again. encs may be nil.
+func (p *Pool) AddEncoded(txs []*ledger.Transaction, encs [][]byte, origin Origin) []error {
+	if encs != nil && len(encs) != len(txs) {
+		panic("mempool: AddEncoded with a different number of encodings and transactions")
+	}
 	errs := make([]error, len(txs))
 	ids := make([]ledger.TxID, len(txs))
 	var todo []*ledger.Transaction
@@ -193,13 +209,35 @@ func (p *Pool) AddBatch(txs []*ledger.Transaction, origin Origin) []error {
 		todo = append(todo, tx)
 		at = append(at, i)
 	}
+	var good []*ledger.Transaction
+	var goodAt []int
 	for j, err := range p.cfg.Cache.CheckAll(todo, p.cfg.Workers) {
 		i := at[j]
 		if err != nil {
 			errs[i] = reason.New(reason.BadSignature, err.Error())
 			continue
 		}
-		errs[i] = p.admit(txs[i], ids[i], origin)
+		good = append(good, txs[i])
+		goodAt = append(goodAt, i)
+	}
+	if len(good) == 0 {
+		return errs
+	}
+	var checks []error
+	if p.cfg.AdmitAll != nil {
+		checks = p.cfg.AdmitAll(good)
+	} else {
+		checks = make([]error, len(good))
+		for j, tx := range good {
+			checks[j] = p.cfg.Admit(tx)
+		}
+	}
+	for j, i := range goodAt {
+		var enc []byte
+		if encs != nil {
+			enc = encs[i]
+		}
+		errs[i] = p.insert(txs[i], ids[i], enc, origin, checks[j])
 	}
 	return errs
 }
@@ -218,15 +256,24 @@ func (p *Pool) precheck(id ledger.TxID) error {
 }
 
 func (p *Pool) admit(tx *ledger.Transaction, id ledger.TxID, origin Origin) error {
-	if err := p.cfg.Admit(tx); err != nil {
+	return p.insert(tx, id, nil, origin, p.cfg.Admit(tx))
+}
+
+// insert takes in a transaction whose signatures are verified, given the
+// result of the admission check and its encoding if known (nil: encode).
+func (p *Pool) insert(tx *ledger.Transaction, id ledger.TxID, known []byte, origin Origin, checked error) error {
+	if err := checked; err != nil {
 		if reason.Of(err) == reason.Duplicate {
 			return fmt.Errorf("%w: %v", ErrDuplicate, err)
 		}
 		return err
 	}
-	enc, err := ledger.EncodeTx(tx)
-	if err != nil {
-		return reason.New(reason.Malformed, err.Error())
+	enc := bytes.Clone(known) // not the caller's buffer, which may hold a whole batch
+	if enc == nil {
+		var err error
+		if enc, err = ledger.EncodeTx(tx); err != nil {
+			return reason.New(reason.Malformed, err.Error())
+		}
 	}
 	bodyLen := len(enc)
 	if tx.Payload != nil {

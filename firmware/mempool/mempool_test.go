@@ -167,3 +167,69 @@ func TestPickRemoveRecheck(t *testing.T) {
 		t.Fatalf("recheck dropped %d, pool %d", n, f.pool.Len())
 	}
 }
+
+// A batch goes through AdmitAll once, with only the transactions whose
+// signatures verified, and each gets its own verdict back.
+func TestAddBatchAdmitAll(t *testing.T) {
+	f := newFixture(t, 100, 1<<20)
+	c := f.chain
+	x := app.New(app.WithSignatureCheck(f.cache.Check))
+	var calls, seen int
+	f.pool.cfg.AdmitAll = func(txs []*ledger.Transaction) []error {
+		calls++
+		seen += len(txs)
+		errs := make([]error, len(txs))
+		for i, tx := range txs {
+			errs[i] = x.CheckTx(f.mem, tx, time.Now().UnixMilli())
+		}
+		return errs
+	}
+	good := c.Record(t, c.Kiosk, "customs.declaration")
+	forged := *c.Record(t, c.Kiosk, "customs.declaration")
+	forged.Signatures = []gm.Signature{{1, 2, 3}}
+	stranger, _ := gm.GenerateKey(nil)
+	other := c.Record(t, c.Kiosk, "port.manifest")
+	errs := f.pool.AddBatch([]*ledger.Transaction{good, &forged, c.Record(t, stranger, "x.y"), other, good}, FromPeer)
+	if errs[0] != nil || errs[3] != nil {
+		t.Fatalf("good ones refused: %v, %v", errs[0], errs[3])
+	}
+	if reason.Of(errs[1]) != reason.BadSignature || reason.Of(errs[2]) != reason.UnknownSender {
+		t.Fatalf("forged: %v; stranger: %v", errs[1], errs[2])
+	}
+	if !errors.Is(errs[4], ErrDuplicate) {
+		t.Fatalf("the same transaction twice in a batch: %v", errs[4])
+	}
+	if calls != 1 || seen != 4 {
+		t.Fatalf("AdmitAll called %d times with %d transactions, want once with 4", calls, seen)
+	}
+	if f.pool.Len() != 2 {
+		t.Fatalf("pool holds %d", f.pool.Len())
+	}
+}
+
+// AddEncoded keeps a copy of the encodings it is given, which are what
+// the pool serves to peers.
+func TestAddEncodedKeepsACopy(t *testing.T) {
+	f := newFixture(t, 100, 1<<20)
+	tx := f.chain.Record(t, f.chain.Kiosk, "customs.declaration")
+	enc, err := ledger.EncodeTx(tx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := append([]byte(nil), enc...)
+	decoded, err := ledger.DecodeTx(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs := f.pool.AddEncoded([]*ledger.Transaction{decoded}, [][]byte{buf}, FromPeer); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	clear(buf)
+	got := f.pool.Encoded([]ledger.TxID{tx.ID()})
+	if len(got) != 1 || string(got[0]) != string(enc) {
+		t.Fatalf("pool serves %x, want %x", got, enc)
+	}
+	if f.pool.Bytes() != int64(len(enc)) {
+		t.Fatalf("pool counts %d bytes, want %d", f.pool.Bytes(), len(enc))
+	}
+}

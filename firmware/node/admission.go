@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"hallmark/firmware/exec"
 	"hallmark/gm"
 	"hallmark/ledger"
 	"hallmark/ledger/app"
@@ -34,9 +35,7 @@ const checkerMaxAge = 500 * time.Millisecond
 
 // Check implements the mempool's Admit.
 func (a *admitter) Check(tx *ledger.Transaction) error {
-	if _, err := a.store.TxLocation(tx.ID()); err == nil {
-		return reason.New(reason.Duplicate, "the transaction is in a committed block")
-	} else if !errors.Is(err, storage.ErrNotFound) {
+	if err := notCommitted(a.store.TxLocation, tx); err != nil {
 		return err
 	}
 	c, err := a.current()
@@ -44,6 +43,56 @@ func (a *admitter) Check(tx *ledger.Transaction) error {
 		return err
 	}
 	return c.Check(tx)
+}
+
+// CheckAll implements the mempool's AdmitAll: Check for each transaction,
+// all against one snapshot of committed state, so that a gossiped batch
+// costs one read transaction instead of several per transaction.
+func (a *admitter) CheckAll(txs []*ledger.Transaction) []error {
+	errs := make([]error, len(txs))
+	at := a.now().UnixMilli()
+	err := a.store.View(func(sn *storage.Snapshot) error {
+		c, err := a.x.NewChecker(exec.SnapshotView(sn), at)
+		if err != nil {
+			return fmt.Errorf("node: admission checker: %w", err)
+		}
+		for i, tx := range txs {
+			if errs[i] = notCommitted(sn.TxLocation, tx); errs[i] == nil {
+				errs[i] = c.Check(tx)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+	}
+	return errs
+}
+
+// committedTxs reports for each id whether the store's transaction index
+// holds it, in one read transaction.
+func (n *Node) committedTxs(ids []ledger.TxID) []bool {
+	out := make([]bool, len(ids))
+	n.store.View(func(sn *storage.Snapshot) error {
+		for i, id := range ids {
+			_, err := sn.TxLocation(id)
+			out[i] = err == nil
+		}
+		return nil
+	})
+	return out
+}
+
+// notCommitted refuses a transaction the transaction index already holds.
+func notCommitted(locate func(ledger.TxID) (storage.TxLocation, error), tx *ledger.Transaction) error {
+	if _, err := locate(tx.ID()); err == nil {
+		return reason.New(reason.Duplicate, "the transaction is in a committed block")
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		return err
+	}
+	return nil
 }
 
 func (a *admitter) current() (*app.Checker, error) {

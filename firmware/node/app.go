@@ -173,6 +173,7 @@ func (a consensusApp) Commit(ctx context.Context, c consensus.Commit) error {
 			Validators: sb.Epoch.Validators.N(),
 			ShardIndex: n.tree.ShardIndex(sb.Epoch),
 			Shard:      sb.Shard,
+			Body:       sb.Body,
 			Writes:     sb.Output.Writes,
 			Cert:       rec,
 			Audit:      auditEntries(sb),

@@ -77,31 +77,35 @@ func (g *gossiper) runReceive(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case batch := <-g.in:
-			txs := decodeBatch(batch)
+			txs, encs := decodeBatch(batch)
 			if len(txs) == 0 {
 				continue
 			}
-			for _, err := range g.n.pool.AddBatch(txs, mempool.FromPeer) {
+			for _, err := range g.n.pool.AddEncoded(txs, encs, mempool.FromPeer) {
 				g.n.countRejection(err)
 			}
 		}
 	}
 }
 
-// decodeBatch decodes a gossiped batch, dropping what does not decode.
-func decodeBatch(b []byte) []*ledger.Transaction {
+// decodeBatch decodes a gossiped batch, dropping what does not decode. It
+// returns each transaction with its encoding (a slice of b).
+func decodeBatch(b []byte) ([]*ledger.Transaction, [][]byte) {
 	var out []*ledger.Transaction
+	var encs [][]byte
 	for len(b) > 0 {
 		n, k := binary.Uvarint(b)
 		if k <= 0 || n > uint64(len(b)-k) || n > ledger.MaxTxBytes+ledger.MaxPayloadBytes+64 {
-			return out
+			return out, encs
 		}
-		tx, err := ledger.DecodeTx(b[k : k+int(n)])
+		enc := b[k : k+int(n)]
+		tx, err := ledger.DecodeTx(enc)
 		b = b[k+int(n):]
 		if err != nil {
 			continue
 		}
 		out = append(out, tx)
+		encs = append(encs, enc)
 	}
-	return out
+	return out, encs
 }

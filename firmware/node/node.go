@@ -164,7 +164,7 @@ func New(ctx context.Context, o Options) (_ *Node, err error) {
 		Base: func(fn func(app.View) error) error {
 			return n.store.View(func(sn *storage.Snapshot) error { return fn(exec.SnapshotView(sn)) })
 		},
-		Committed: func(id ledger.TxID) bool { _, err := n.store.TxLocation(id); return err == nil },
+		Committed: n.committedTxs,
 		Sigs:      n.sigs, Workers: cfg.Mempool.Workers, Self: n.ring.first().id(), Keys: n.ring.ids, Now: n.now,
 	}, root); err != nil {
 		return nil, err
@@ -174,6 +174,7 @@ func New(ctx context.Context, o Options) (_ *Node, err error) {
 	if n.pool, err = mempool.New(mempool.Config{
 		MaxTxs: cfg.Mempool.MaxTxs, MaxBytes: cfg.Mempool.MaxBytes, Cache: n.sigs, Workers: cfg.Mempool.Workers,
 		Admit:    n.admit.Check,
+		AdmitAll: n.admit.CheckAll,
 		OnAccept: func(_ *ledger.Transaction, enc []byte) { n.gossip.accepted(enc) },
 		Now:      n.now,
 	}); err != nil {

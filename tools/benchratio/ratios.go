@@ -35,4 +35,9 @@ var ratios = []Ratio{
 	{"emmansun/tjfoc sign", "gm.SM2Sign", "gm.TjfocSM2Sign", 0, true},
 	{"sm3/sha256 (1 KiB)", "gm.SM3_1KiB", "gm.SHA256_1KiB", 0, true},
 	{"sm4gcm/aes128gcm (16 KiB)", "gm.SM4GCM_16KiB", "gm.AESGCM_16KiB", 0, true},
+
+	// --- node hot paths (feat/perf): what remembering and reusing saves ---
+	{"tx id remembered/computed", "ledger.TxID/remembered", "ledger.TxID/computed", 0, true},
+	{"tx validate signers remembered/parsed", "ledger.TxValidate/remembered", "ledger.TxValidate/parsed", 0, true},
+	{"commit block 1000 tx prepared/full", "storage.CommitBlockPrepared/1000tx", "storage.CommitBlock/1000tx", 0, true},
 }
