@@ -1,6 +1,7 @@
 package clustertest
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/hex"
@@ -163,8 +164,11 @@ func RunByzantine(ctx context.Context, cfg ByzantineConfig, log *slog.Logger) (B
 	defer b.node.Close()
 	b.node.SetPeers(admitted)
 
-	// An identity nobody admitted tries the same peers.
-	stranger, err := gm.GenerateKey(nil)
+	// An identity nobody admitted tries the same peers. Of two peers only
+	// the one with the smaller key id dials, so the stranger's id must be
+	// below every peer's for it to dial them all (a random one dialled
+	// nobody about one run in four).
+	stranger, err := strangerBelow(b.peers)
 	if err != nil {
 		return st, err
 	}
@@ -386,4 +390,26 @@ func (b *byz) udpJunk(c *net.UDPConn) {
 		binary.BigEndian.PutUint16(dg[6:], uint16(len(dg)))
 		_, _ = c.WriteToUDP(dg, a)
 	}
+}
+
+// strangerBelow generates keys until one's id sorts below every id in ids.
+func strangerBelow(ids []gm.KeyID) (*gm.PrivateKey, error) {
+	for range 1000 {
+		k, err := gm.GenerateKey(nil)
+		if err != nil {
+			return nil, err
+		}
+		id := k.PublicKey().ID()
+		below := true
+		for _, p := range ids {
+			if bytes.Compare(id[:], p[:]) >= 0 {
+				below = false
+				break
+			}
+		}
+		if below {
+			return k, nil
+		}
+	}
+	return nil, errors.New("byzantine: no key below every peer's id in 1000 tries")
 }
