@@ -68,10 +68,22 @@ func TestImageCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	build := func(version, sv string) string {
-		out := mustRun(t, "image", "build", "--version", version, "--security-version", sv, "--hardware", "hm-test",
+	baseArgs := func(version, sv string) []string {
+		return []string{"image", "build", "--version", version, "--security-version", sv, "--hardware", "hm-test",
 			"--kernel", kernel, "--modules-dir", modules, "--modules", "a", "--init", init, "--node", init,
-			"--slot-size", "4", "--data-size", "2", "--out", dir, "--name", "rel-"+version)
+			"--slot-size", "4", "--data-size", "2", "--out", dir, "--name", "rel-" + version}
+	}
+	buildArgs := func(version, sv string) []string {
+		return append(baseArgs(version, sv), "--update-listen", ":7409", "--trust", trustFile, "--threshold", "2")
+	}
+	if _, err := run(t, append(baseArgs("0.9.0", "1"), "--update-listen", ":7409")...); err == nil || !strings.Contains(err.Error(), "--update-listen needs --trust") {
+		t.Fatalf("build with an update service but no release keys: %v", err)
+	}
+	if _, err := run(t, append(buildArgs("0.9.0", "1"), "--node-key", "../x")...); err == nil || !strings.Contains(err.Error(), "--node-key") {
+		t.Fatalf("build with a node key name no file can carry: %v", err)
+	}
+	build := func(version, sv string) string {
+		out := mustRun(t, buildArgs(version, sv)...)
 		if !strings.Contains(out, "PCR 15") {
 			t.Fatalf("build output lacks the PCR prediction:\n%s", out)
 		}

@@ -32,6 +32,6 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newKeyCmd(), newImageCmd(), newFlashCmd(), newUpdateCmd(),
-		newDevnetCmd(), newStatusCmd(), newSubmitCmd(), newQueryCmd())
+		newCarryKeysCmd(), newDevnetCmd(), newStatusCmd(), newSubmitCmd(), newQueryCmd())
 	return root
 }
