@@ -169,7 +169,7 @@ func (r *runner) run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if cfg.Updates.Listen != "" {
-		r.startUpdateService(ctx, m)
+		r.startUpdateService(ctx, m, parts[images.PartData])
 	}
 	run := r.opts.RunNode
 	if run == nil {
@@ -216,10 +216,10 @@ func (r *runner) run(ctx context.Context) error {
 	}
 }
 
-// startUpdateService runs the update service (keycarry.go) beside the
+// startUpdateService runs the update service (updates.go) beside the
 // node. It is not essential to the boot: if it cannot listen, the node
 // still runs and the console says why updates cannot carry keys.
-func (r *runner) startUpdateService(ctx context.Context, m gm.Digest) {
+func (r *runner) startUpdateService(ctx context.Context, m gm.Digest, dataPart string) {
 	policy, err := r.cfg.Updates.Policy()
 	if err != nil {
 		r.log.Error("update service not started", "err", err)
@@ -230,8 +230,13 @@ func (r *runner) startUpdateService(ctx context.Context, m gm.Digest) {
 		r.log.Error("update service not started", "err", err)
 		return
 	}
-	k := &keyCarrier{log: r.log.With("part", "updates"), keyDir: KeyDir, tpm: r.tpmDevice, counterIndex: r.counterIndex(),
-		policy: policy, release: r.release, measurement: m}
+	disk, err := wholeDisk(dataPart)
+	if err != nil {
+		r.log.Warn("update service cannot install updates", "err", err)
+	}
+	k := &updateService{log: r.log.With("part", "updates"), keyDir: KeyDir, tpm: r.tpmDevice, counterIndex: r.counterIndex(),
+		policy: policy, release: r.release, measurement: m,
+		disk: disk, booted: r.slot, committed: r.isCommitted, tmpDir: "/tmp"}
 	go k.serve(ctx, ln)
 }
 

@@ -73,7 +73,7 @@ type Config struct {
 	BackoffMax Duration `json:"backoffMax,omitempty"`
 	// DataMountOptions are passed to the data partition's mount.
 	DataMountOptions string `json:"dataMountOptions,omitempty"`
-	// Updates configures the update service (keycarry.go).
+	// Updates configures the update service (updates.go).
 	Updates UpdatesConfig `json:"updates,omitempty"`
 }
 

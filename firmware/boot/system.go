@@ -104,6 +104,24 @@ func findPartitions(ctx context.Context, names []string, wait time.Duration) (ma
 	}
 }
 
+// wholeDisk returns the device of the disk that holds partition part
+// (e.g. /dev/vda for /dev/vda4), from sysfs, where a partition is a
+// directory inside its disk's.
+func wholeDisk(part string) (string, error) {
+	dir, err := filepath.EvalSymlinks(filepath.Join("/sys/class/block", filepath.Base(part)))
+	if err != nil {
+		return "", fmt.Errorf("boot: disk of %s: %w", part, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "partition")); err != nil {
+		return "", fmt.Errorf("boot: %s is not a partition", part)
+	}
+	disk := "/dev/" + filepath.Base(filepath.Dir(dir))
+	if _, err := os.Stat(disk); err != nil {
+		return "", fmt.Errorf("boot: disk of %s: %w", part, err)
+	}
+	return disk, nil
+}
+
 func scanPartitions() (map[string][]string, error) {
 	entries, err := os.ReadDir("/sys/class/block")
 	if err != nil {

@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
+	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -19,6 +21,8 @@ import (
 	"hallmark/hsm/swtpmtest"
 	"hallmark/hsm/tpm"
 	"hallmark/images"
+	"hallmark/images/bootctl"
+	"hallmark/images/flash"
 	"hallmark/images/imagetest"
 )
 
@@ -94,7 +98,7 @@ func TestKeyCarrier(t *testing.T) {
 	}()
 
 	var logs bytes.Buffer
-	k := &keyCarrier{log: slog.New(slog.NewTextHandler(&logs, nil)), keyDir: dir, tpm: sim.Addr(), counterIndex: tpm.FirmwareCounterIndex,
+	k := &updateService{log: slog.New(slog.NewTextHandler(&logs, nil)), keyDir: dir, tpm: sim.Addr(), counterIndex: tpm.FirmwareCounterIndex,
 		policy: imagetest.Policy(2, officers...), release: images.Release{Version: "1.0.0", SecurityVersion: 1, Hardware: hw},
 		measurement: v1fw.Measurement()}
 	srv := httptest.NewServer(k.handler())
@@ -214,5 +218,138 @@ func TestUpdatesConfigPolicy(t *testing.T) {
 		if _, err := WriteConfig(c); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// The update service installs a signed release into the slot the device
+// is not running from, and refuses, before writing anything, while the
+// running release is on trial, and a release that is unsigned or below
+// the anti-rollback floor.
+func TestUpdateServiceInstalls(t *testing.T) {
+	sim := swtpmtest.Start(t)
+	ctx := context.Background()
+	officers := imagetest.Keys(t, 3)
+	policy := imagetest.Policy(2, officers...)
+	init := imagetest.BuildStatic(t, "", imagetest.HelloInit)
+	release := func(version string, sv uint64) imagetest.Built {
+		spec := imagetest.SmallSpec(t, init)
+		spec.Version, spec.SecurityVersion = version, sv
+		b := imagetest.Build(t, spec)
+		imagetest.Sign(t, b.Manifest, officers[1:]...)
+		return b
+	}
+	v1, v2, old := release("1.0.0", 2), release("2.0.0", 2), release("0.9.0", 1)
+	hw := v1.Manifest.Body.Firmware.Hardware
+
+	disk := filepath.Join(t.TempDir(), "disk")
+	if err := os.WriteFile(disk, make([]byte, v1.Manifest.Body.ImageSize), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	func() {
+		dev, err := flash.OpenDevice(disk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer dev.Close()
+		img, err := os.Open(v1.Image)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer img.Close()
+		if _, err := flash.Flash(ctx, img, int64(v1.Manifest.Body.ImageSize), v1.Manifest, policy, dev, flash.Target{Hardware: hw}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	func() { // the device committed security version 2
+		conn, err := tpm.Dial(ctx, tpm.Config{Addr: sim.Addr()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		c, err := tpm.DefineCounter(ctx, conn, tpm.FirmwareCounterIndex)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Advance(ctx, 2); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	state := func() bootctl.State {
+		dev, err := flash.OpenDevice(disk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer dev.Close()
+		st, _, err := flash.DeviceState(dev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+
+	committed := false
+	k := &updateService{log: slog.New(slog.DiscardHandler), keyDir: t.TempDir(), tpm: sim.Addr(), counterIndex: tpm.FirmwareCounterIndex,
+		policy: policy, release: images.Release{Version: "1.0.0", SecurityVersion: 2, Hardware: hw},
+		measurement: v1.Manifest.Body.Firmware.Measurement(),
+		disk:        disk, booted: bootctl.SlotA, committed: func() bool { return committed }, tmpDir: t.TempDir()}
+	srv := httptest.NewServer(k.handler())
+	defer srv.Close()
+	install := func(b imagetest.Built, m *images.Manifest) (int, string) {
+		t.Helper()
+		var body bytes.Buffer
+		mw := multipart.NewWriter(&body)
+		enc, err := m.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fw, _ := mw.CreateFormFile("manifest", "release.manifest")
+		fw.Write(enc)
+		slot, err := os.ReadFile(b.Slot)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fw, _ = mw.CreateFormFile("slot", "release.slot")
+		fw.Write(slot)
+		mw.Close()
+		resp, err := http.Post(srv.URL+InstallPath, mw.FormDataContentType(), &body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		out, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(out)
+	}
+
+	before := state()
+	if status, body := install(v2, v2.Manifest); status != http.StatusConflict || !strings.Contains(body, "has not committed yet") {
+		t.Fatalf("install while the running release has not committed: %d %s", status, body)
+	}
+	committed = true
+	unsigned := *v2.Manifest
+	unsigned.Signatures = unsigned.Signatures[:1]
+	if status, body := install(v2, &unsigned); status != http.StatusForbidden || !strings.Contains(body, "not enough valid release signatures") {
+		t.Fatalf("install of a release below the threshold: %d %s", status, body)
+	}
+	if status, body := install(old, old.Manifest); status != http.StatusForbidden || !strings.Contains(body, "refused, nothing written") || !strings.Contains(body, "rollback") {
+		t.Fatalf("install below the anti-rollback floor: %d %s", status, body)
+	}
+	if status, body := install(v1, v2.Manifest); status != http.StatusForbidden || !strings.Contains(body, "refused, nothing written") {
+		t.Fatalf("install of a payload that is not the manifest's: %d %s", status, body)
+	}
+	if after := state(); after != before {
+		t.Fatalf("a refused install changed boot control: %+v", after)
+	}
+
+	status, body := install(v2, v2.Manifest)
+	if status != http.StatusOK {
+		t.Fatalf("install of v2: %d %s", status, body)
+	}
+	var got Installed
+	if err := json.Unmarshal([]byte(body), &got); err != nil || got.Slot != "B" || got.Version != "2.0.0" {
+		t.Fatalf("install answer %s (%v)", body, err)
+	}
+	st := state()
+	if st.Trial != bootctl.SlotB || st.B.State != bootctl.Trial || st.B.Firmware != v2.Manifest.Body.Firmware || st.Active != bootctl.SlotA {
+		t.Fatalf("boot control after the install: %+v", st)
 	}
 }

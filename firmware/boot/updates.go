@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-tpm/tpm2"
@@ -22,6 +23,8 @@ import (
 	"hallmark/hsm"
 	"hallmark/hsm/tpm"
 	"hallmark/images"
+	"hallmark/images/bootctl"
+	"hallmark/images/flash"
 )
 
 // Sealed key files in [KeyDir] are named NAME@VERSION.sealed: the copy of
@@ -105,7 +108,7 @@ type Resealed struct {
 	At    time.Time `json:"at"`
 }
 
-// keyCarrier carries the device's sealed keys from the running release to
+// updateService carries the device's sealed keys from the running release to
 // a release that is about to be installed: given that release's signed
 // manifest, it checks the signatures against the image's trust policy,
 // the target hardware and the anti-rollback counter, and then reseals
@@ -113,7 +116,7 @@ type Resealed struct {
 // will produce (hsm.ResealTo). Only a release that may be installed on
 // this device ever receives a key; the running release's copies stay for
 // a fallback.
-type keyCarrier struct {
+type updateService struct {
 	log          *slog.Logger
 	keyDir       string
 	tpm          string // device or host:port
@@ -121,6 +124,15 @@ type keyCarrier struct {
 	policy       images.Policy
 	release      images.Release // the running release
 	measurement  gm.Digest      // of the running release
+
+	// For installs: the disk the system booted from, the slot it runs
+	// from, and whether that slot has committed in this boot (before it
+	// has, the init may still write boot control itself).
+	disk      string
+	booted    bootctl.Slot
+	committed func() bool
+	tmpDir    string
+	installMu sync.Mutex
 }
 
 // Errors the carrier returns; the HTTP service maps them to statuses.
@@ -130,7 +142,7 @@ var (
 )
 
 // carry reseals the running release's keys for the release m describes.
-func (k *keyCarrier) carry(ctx context.Context, m *images.Manifest) ([]Resealed, error) {
+func (k *updateService) carry(ctx context.Context, m *images.Manifest) ([]Resealed, error) {
 	if _, err := m.Verify(k.policy); err != nil {
 		return nil, fmt.Errorf("%w: %w", errNotInstallable, err)
 	}
@@ -184,7 +196,7 @@ func (k *keyCarrier) carry(ctx context.Context, m *images.Manifest) ([]Resealed,
 }
 
 // runningKeys lists the names of the keys sealed to the running release.
-func (k *keyCarrier) runningKeys() ([]string, error) {
+func (k *updateService) runningKeys() ([]string, error) {
 	entries, err := os.ReadDir(k.keyDir)
 	if err != nil {
 		return nil, fmt.Errorf("boot: key directory: %w", err)
@@ -202,7 +214,7 @@ func (k *keyCarrier) runningKeys() ([]string, error) {
 	return names, nil
 }
 
-func (k *keyCarrier) floor(ctx context.Context) (uint64, error) {
+func (k *updateService) floor(ctx context.Context) (uint64, error) {
 	conn, err := tpm.Dial(ctx, tpm.Config{Addr: k.tpm})
 	if err != nil {
 		return 0, fmt.Errorf("boot: anti-rollback counter: %w", err)
@@ -220,9 +232,121 @@ func (k *keyCarrier) floor(ctx context.Context) (uint64, error) {
 // "image sign" write it); the answer lists the keys resealed for it.
 const CarryPath = "/v1/update/carry-keys"
 
+// InstallPath is the update service's install endpoint: POST a
+// multipart/form-data body with the part "manifest" (the signed manifest)
+// followed by the part "slot" (the release's slot payload, NAME.slot).
+// The service writes it into the slot the device is not running from
+// with flash.Update — which checks everything flash checks before it
+// writes anything, and reads the slot back — and marks it to be tried on
+// the next boot. The answer is the update's report.
+const InstallPath = "/v1/update/install"
+
+// Installed is the update service's answer to an install.
+type Installed struct {
+	Version         string        `json:"version"`
+	SecurityVersion uint64        `json:"securityVersion"`
+	Slot            string        `json:"slot"`
+	ManifestID      gm.Digest     `json:"manifestId"`
+	Signers         []gm.KeyID    `json:"signers"`
+	Written         int64         `json:"written"`
+	Elapsed         time.Duration `json:"elapsedNs"`
+}
+
+// install receives and installs one update.
+func (k *updateService) install(ctx context.Context, r *http.Request) (*Installed, int, error) {
+	if k.disk == "" {
+		return nil, http.StatusNotImplemented, errors.New("this device's disk is unknown; update it offline (hallmarkctl update SLOT DEVICE)")
+	}
+	if !k.committed() {
+		return nil, http.StatusConflict, fmt.Errorf("%w: the running release has not committed yet; wait until its node is healthy", bootctl.ErrInTrial)
+	}
+	if !k.installMu.TryLock() {
+		return nil, http.StatusConflict, errors.New("another update is being installed")
+	}
+	defer k.installMu.Unlock()
+	mr, err := r.MultipartReader()
+	if err != nil {
+		return nil, http.StatusBadRequest, fmt.Errorf("want multipart/form-data with parts manifest and slot: %w", err)
+	}
+	part, err := mr.NextPart()
+	if err != nil || part.FormName() != "manifest" {
+		return nil, http.StatusBadRequest, errors.New("the first part must be the manifest")
+	}
+	enc, err := io.ReadAll(io.LimitReader(part, images.MaxManifestBytes+1))
+	if err != nil {
+		return nil, http.StatusBadRequest, fmt.Errorf("reading the manifest: %w", err)
+	}
+	m, err := images.DecodeManifest(enc)
+	if err != nil {
+		return nil, http.StatusBadRequest, err
+	}
+	// Refuse an unsigned or foreign release before receiving its payload.
+	if _, err := m.Verify(k.policy); err != nil {
+		return nil, http.StatusForbidden, fmt.Errorf("%w: %w", errNotInstallable, err)
+	}
+	fw := m.Body.Firmware
+	part, err = mr.NextPart()
+	if err != nil || part.FormName() != "slot" {
+		return nil, http.StatusBadRequest, errors.New("the second part must be the slot payload")
+	}
+	tmp, err := os.CreateTemp(k.tmpDir, "update-*.slot")
+	if err != nil {
+		return nil, http.StatusInternalServerError, fmt.Errorf("boot: update: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	n, err := io.Copy(tmp, io.LimitReader(part, int64(fw.SlotSize)+1))
+	if err != nil {
+		return nil, http.StatusBadRequest, fmt.Errorf("receiving the slot payload: %w", err)
+	}
+	if n != int64(fw.SlotSize) {
+		return nil, http.StatusBadRequest, fmt.Errorf("slot payload of %d bytes, the manifest says %d", n, fw.SlotSize)
+	}
+	k.log.Info("update received", "version", fw.Version, "securityVersion", fw.SecurityVersion, "bytes", n)
+	floor, err := k.floor(ctx)
+	if err != nil {
+		return nil, http.StatusInternalServerError, err
+	}
+	dev, err := flash.OpenRunningDisk(k.disk)
+	if err != nil {
+		return nil, http.StatusInternalServerError, err
+	}
+	defer dev.Close()
+	var last flash.Phase
+	rep, err := flash.Update(ctx, tmp, n, m, k.policy, dev, flash.UpdateOptions{Booted: k.booted, RollbackFloor: floor},
+		func(ph flash.Phase, done, total int64) {
+			if ph != last {
+				last = ph
+				k.log.Info("update progress", "phase", string(ph), "bytes", total)
+			}
+		})
+	var refusedErr *flash.RefusedError
+	switch {
+	case errors.As(err, &refusedErr):
+		k.log.Warn("update refused", "version", fw.Version, "err", err)
+		return nil, http.StatusForbidden, err
+	case err != nil:
+		k.log.Error("update failed", "version", fw.Version, "err", err)
+		return nil, http.StatusInternalServerError, err
+	}
+	k.log.Info("update installed; it is tried at the next boot", "version", fw.Version, "slot", rep.Slot.String(),
+		"written", rep.Written, "took", rep.Elapsed.Round(time.Millisecond).String())
+	return &Installed{Version: fw.Version, SecurityVersion: fw.SecurityVersion, Slot: rep.Slot.String(), ManifestID: rep.ManifestID,
+		Signers: rep.Signers, Written: rep.Written, Elapsed: rep.Elapsed}, http.StatusOK, nil
+}
+
 // handler serves the update service.
-func (k *keyCarrier) handler() http.Handler {
+func (k *updateService) handler() http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+InstallPath, func(w http.ResponseWriter, r *http.Request) {
+		out, status, err := k.install(r.Context(), r)
+		if err != nil {
+			http.Error(w, err.Error(), status)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(out)
+	})
 	mux.HandleFunc("POST "+CarryPath, func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(io.LimitReader(r.Body, images.MaxManifestBytes+1))
 		if err != nil {
@@ -267,8 +391,8 @@ func errString0(err error) string {
 }
 
 // serve runs the update service on ln until ctx ends.
-func (k *keyCarrier) serve(ctx context.Context, ln net.Listener) {
-	srv := &http.Server{Handler: k.handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute}
+func (k *updateService) serve(ctx context.Context, ln net.Listener) {
+	srv := &http.Server{Handler: k.handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Minute}
 	go func() {
 		<-ctx.Done()
 		_ = srv.Close()
