@@ -757,9 +757,15 @@ commits itself once the node has come up healthy on it, and only then
 raises the anti-rollback counter; otherwise the next boot falls back to
 the current slot. update only reads the counter (--tpm).
 
+DEVICE may also be the URL of a running appliance's update service
+(http://HOST:7409, the image's --update-listen): the manifest is checked
+here, then sent with the slot payload, and the appliance checks and
+installs it into its inactive slot the same way, reading its own counter.
+
 A node whose key is sealed to the running release (tpm-sealed) must have
 it resealed for the new release first, or the new release cannot open it:
-hallmarkctl key reseal REF NEW-REF --for-manifest NAME.manifest.`,
+hallmarkctl carry-keys NAME.manifest --device URL on a running appliance,
+or hallmarkctl key reseal REF NEW-REF --for-manifest NAME.manifest.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			payload, device := args[0], args[1]
@@ -773,6 +779,12 @@ hallmarkctl key reseal REF NEW-REF --for-manifest NAME.manifest.`,
 			policy, err := trust.policy()
 			if err != nil {
 				return err
+			}
+			if isURL(device) {
+				if _, err := m.Verify(policy); err != nil {
+					return err
+				}
+				return installRemote(cmd, device, payload, m)
 			}
 			fl, err := floor.read(cmd, m, policy, false)
 			if err != nil {
