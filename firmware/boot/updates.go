@@ -241,6 +241,9 @@ const CarryPath = "/v1/update/carry-keys"
 // the next boot. The answer is the update's report.
 const InstallPath = "/v1/update/install"
 
+// maxUploadDrain bounds what the service reads of a refused upload.
+const maxUploadDrain = 1 << 30
+
 // Installed is the update service's answer to an install.
 type Installed struct {
 	Version         string        `json:"version"`
@@ -280,11 +283,22 @@ func (k *updateService) install(ctx context.Context, r *http.Request) (*Installe
 	if err != nil {
 		return nil, http.StatusBadRequest, err
 	}
-	// Refuse an unsigned or foreign release before receiving its payload.
+	// Refuse an unsigned, foreign or old release before receiving its
+	// payload (flash.Update checks all of it again).
 	if _, err := m.Verify(k.policy); err != nil {
 		return nil, http.StatusForbidden, fmt.Errorf("%w: %w", errNotInstallable, err)
 	}
 	fw := m.Body.Firmware
+	if fw.Hardware != k.release.Hardware {
+		return nil, http.StatusForbidden, fmt.Errorf("%w: release is for hardware %q, this device is %q", errNotInstallable, fw.Hardware, k.release.Hardware)
+	}
+	floor, err := k.floor(ctx)
+	if err != nil {
+		return nil, http.StatusInternalServerError, err
+	}
+	if fw.SecurityVersion < floor {
+		return nil, http.StatusForbidden, fmt.Errorf("%w: %w: security version %d, floor %d", errNotInstallable, flash.ErrRollback, fw.SecurityVersion, floor)
+	}
 	part, err = mr.NextPart()
 	if err != nil || part.FormName() != "slot" {
 		return nil, http.StatusBadRequest, errors.New("the second part must be the slot payload")
@@ -303,10 +317,6 @@ func (k *updateService) install(ctx context.Context, r *http.Request) (*Installe
 		return nil, http.StatusBadRequest, fmt.Errorf("slot payload of %d bytes, the manifest says %d", n, fw.SlotSize)
 	}
 	k.log.Info("update received", "version", fw.Version, "securityVersion", fw.SecurityVersion, "bytes", n)
-	floor, err := k.floor(ctx)
-	if err != nil {
-		return nil, http.StatusInternalServerError, err
-	}
 	dev, err := flash.OpenRunningDisk(k.disk)
 	if err != nil {
 		return nil, http.StatusInternalServerError, err
@@ -323,7 +333,6 @@ func (k *updateService) install(ctx context.Context, r *http.Request) (*Installe
 	var refusedErr *flash.RefusedError
 	switch {
 	case errors.As(err, &refusedErr):
-		k.log.Warn("update refused", "version", fw.Version, "err", err)
 		return nil, http.StatusForbidden, err
 	case err != nil:
 		k.log.Error("update failed", "version", fw.Version, "err", err)
@@ -340,7 +349,14 @@ func (k *updateService) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+InstallPath, func(w http.ResponseWriter, r *http.Request) {
 		out, status, err := k.install(r.Context(), r)
+		if err != nil && status < http.StatusInternalServerError {
+			k.log.Warn("update refused", "status", status, "err", err)
+		}
 		if err != nil {
+			// Read what the client is still sending before answering: a
+			// client cut off in the middle of its upload sees a reset
+			// connection instead of the reason for the refusal.
+			_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, maxUploadDrain))
 			http.Error(w, err.Error(), status)
 			return
 		}
