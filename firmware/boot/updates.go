@@ -30,7 +30,7 @@ import (
 // Sealed key files in [KeyDir] are named NAME@VERSION.sealed: the copy of
 // key NAME sealed to release VERSION. A release's init configuration
 // names its own copy on the node's command line (hallmarkd -node-key), and
-// the key carrier writes the next release's copy before an update, keeping
+// the update service writes the next release's copy before an update, keeping
 // the running release's copy for a fallback.
 const sealedSuffix = ".sealed"
 
@@ -98,7 +98,7 @@ func (u UpdatesConfig) Policy() (images.Policy, error) {
 	return p, nil
 }
 
-// Resealed describes one key the carrier wrote for the next release.
+// Resealed describes one key the service wrote for the next release.
 type Resealed struct {
 	Name  string    `json:"name"`
 	From  string    `json:"from"`
@@ -108,14 +108,16 @@ type Resealed struct {
 	At    time.Time `json:"at"`
 }
 
-// updateService carries the device's sealed keys from the running release to
-// a release that is about to be installed: given that release's signed
-// manifest, it checks the signatures against the image's trust policy,
-// the target hardware and the anti-rollback counter, and then reseals
-// every key copy of the running release to the PCR value the new release
-// will produce (hsm.ResealTo). Only a release that may be installed on
-// this device ever receives a key; the running release's copies stay for
-// a fallback.
+// updateService is the init's update service. It carries the device's
+// sealed keys from the running release to a release that is about to be
+// installed: given that release's signed manifest, it checks the
+// signatures against the image's trust policy, the target hardware and
+// the anti-rollback counter, and then reseals every key copy of the
+// running release to the PCR value the new release will produce
+// (hsm.ResealTo). Only a release that may be installed on this device
+// ever receives a key; the running release's copies stay for a fallback.
+// It also installs such a release into the slot the device is not
+// running from (flash.Update).
 type updateService struct {
 	log          *slog.Logger
 	keyDir       string
@@ -135,7 +137,7 @@ type updateService struct {
 	installMu sync.Mutex
 }
 
-// Errors the carrier returns; the HTTP service maps them to statuses.
+// Errors the service returns; its handler maps them to statuses.
 var (
 	errNotInstallable = errors.New("release may not be installed on this device")
 	errNothingToCarry = errors.New("no key is sealed to the running release")
