@@ -750,8 +750,8 @@ func TestBootE2E(t *testing.T) {
 		}
 		rel := func(p string) string { return strings.TrimPrefix(p, DataDir) }
 		nodeCfg, err := json.MarshalIndent(map[string]any{
-			"nodeKey":    "tpm-sealed:" + KeyDir + "/" + filepath.Base(keyPath), // each release passes its own copy with -node-key
-			"tpm":        "/dev/tpmrm0",
+			"nodeKey": "tpm-sealed:" + KeyDir + "/" + filepath.Base(keyPath), // each release passes its own copy with -node-key
+			"tpm":     "/dev/tpmrm0",
 			// Not "production": once genesis files require a TPM2_Certify
 			// attestation of each validator key in production
 			// (feat/provisioning), a tpm-sealed key, a software scalar
