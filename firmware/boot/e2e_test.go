@@ -797,7 +797,7 @@ func TestBootE2E(t *testing.T) {
 		v.waitFor(t, `msg="hallmark init starting" .*version=1\.0\.0 .*pid=1$`, 2*time.Minute)
 		checkMeasurement(t, v, bootctl.SlotA, v1)
 		v.waitFor(t, `msg="network interface up" .*name=eth0`, time.Minute)
-		v.waitFor(t, `msg="node ready" chain=hallmark-test key=`+nodeKey.String()+` custody=tpm-sealed height=0 `, 2*time.Minute)
+		v.waitFor(t, `msg="node ready" chain=hallmark-test key=`+nodeKey.String()+` custody=tpm-sealed .*height=0 `, 2*time.Minute)
 		v.waitFor(t, `msg="reported ready to the init"`, time.Minute)
 		v.waitFor(t, `msg="node healthy"`, time.Minute)
 		c := v.waitFor(t, `msg="anti-rollback counter" .*value=(\d+)`, time.Minute)
@@ -852,7 +852,7 @@ func TestBootE2E(t *testing.T) {
 		}
 		v.waitFor(t, `msg="booted slot" .*slot=B trial=true`, 2*time.Minute)
 		checkMeasurement(t, v, bootctl.SlotB, v2)
-		v.waitFor(t, `msg="node ready" chain=hallmark-test key=`+nodeKey.String()+` custody=tpm-sealed height=\d+`, 2*time.Minute)
+		v.waitFor(t, `msg="node ready" chain=hallmark-test key=`+nodeKey.String()+` custody=tpm-sealed .*height=\d+`, 2*time.Minute)
 		v.waitFor(t, `msg="slot committed" .*slot=B version=2\.0\.0`, 2*time.Minute)
 		c := v.waitFor(t, `msg="anti-rollback counter" .*value=(\d+)`, time.Minute)
 		if n, _ := strconv.Atoi(c[1]); n != 2 {
