@@ -83,7 +83,7 @@ bench-hsm: ## sign latency per custody backend (swtpm native, sealed, dev) and u
 
 # --- images ---
 .PHONY: test-boot
-test-boot: ## boot built images in qemu (TCG) with swtpm: measured boot, A/B update, rollback refusal, fallback
+test-boot: ## boot built images in qemu (TCG) with swtpm: hallmarkd commits a chain under a measured-boot sealed key, across an A/B update, a refused rollback and a fallback
 	$(GO) vet -tags boote2e ./firmware/boot/
 	$(GO) test -tags boote2e -count=1 -timeout 20m -run TestBootE2E -v ./firmware/boot/
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -146,6 +147,8 @@ func newImageBuildCmd() *cobra.Command {
 		nodeArgs, files          []string
 		slotMiB, dataMiB         int64
 		commitAfter, trialLimit  time.Duration
+		nodeKey, updateListen    string
+		trust                    trustFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "build",
@@ -194,11 +197,35 @@ The same inputs always give the same bytes.`,
 			if node == "" {
 				return errors.New("--node is required: the static binary the init starts and supervises")
 			}
-			cfg, err := boot.WriteConfig(boot.Config{
-				Node:         boot.NodeConfig{Command: append([]string{"/bin/hallmarkd"}, nodeArgs...)},
+			command := []string{"/bin/hallmarkd"}
+			if nodeKey != "" {
+				// Each release opens the copy of the node key sealed to it.
+				keyPath, err := boot.SealedKeyPath(boot.KeyDir, nodeKey, spec.Version)
+				if err != nil {
+					return fmt.Errorf("--node-key: %w", err)
+				}
+				command = append(command, "-node-key", "tpm-sealed:"+keyPath)
+			}
+			initCfg := boot.Config{
+				Node:         boot.NodeConfig{Command: append(command, nodeArgs...)},
 				CommitAfter:  boot.Duration(commitAfter),
 				TrialTimeout: boot.Duration(trialLimit),
-			})
+			}
+			if updateListen != "" {
+				if trust.file == "" || trust.threshold == 0 {
+					return errors.New("--update-listen needs --trust and --threshold: the release keys the update service accepts")
+				}
+				policy, err := readTrust(trust.file, trust.threshold)
+				if err != nil {
+					return err
+				}
+				initCfg.Updates = boot.UpdatesConfig{Listen: updateListen, Threshold: policy.Threshold}
+				for _, k := range policy.Keys {
+					b := k.Bytes()
+					initCfg.Updates.ReleaseKeys = append(initCfg.Updates.ReleaseKeys, hex.EncodeToString(b[:]))
+				}
+			}
+			cfg, err := boot.WriteConfig(initCfg)
 			if err != nil {
 				return err
 			}
@@ -257,6 +284,10 @@ The same inputs always give the same bytes.`,
 	f.StringVar(&initBin, "init", "", "static init binary; default: build cmd/hallmarkd-init from this source tree")
 	f.StringVar(&node, "node", "", "static node binary, installed as /bin/hallmarkd")
 	f.StringSliceVar(&nodeArgs, "node-arg", nil, "argument for the node command (repeatable)")
+	f.StringVar(&nodeKey, "node-key", "node", "name of the node key: the release runs hallmarkd -node-key tpm-sealed:/data/keys/NAME@VERSION.sealed (\"\" passes none)")
+	f.StringVar(&updateListen, "update-listen", "", "address of the update service that carries sealed keys to a signed next release, e.g. :7409 (needs --trust and --threshold)")
+	f.StringVar(&trust.file, "trust", "", "PEM file of the release keys the update service trusts")
+	f.IntVar(&trust.threshold, "threshold", 0, "how many of those keys must have signed a release")
 	f.StringArrayVar(&files, "file", nil, "extra initramfs file as SOURCE=/PATH (repeatable)")
 	f.StringVar(&spec.Cmdline, "cmdline", "console=ttyS0 quiet loglevel=3 panic=-1", "kernel command line (the bootloader adds hallmark.slot=)")
 	f.Int64Var(&slotMiB, "slot-size", 48, "size of each root slot in MiB")
@@ -726,9 +757,15 @@ commits itself once the node has come up healthy on it, and only then
 raises the anti-rollback counter; otherwise the next boot falls back to
 the current slot. update only reads the counter (--tpm).
 
+DEVICE may also be the URL of a running appliance's update service
+(http://HOST:7409, the image's --update-listen): the manifest is checked
+here, then sent with the slot payload, and the appliance checks and
+installs it into its inactive slot the same way, reading its own counter.
+
 A node whose key is sealed to the running release (tpm-sealed) must have
 it resealed for the new release first, or the new release cannot open it:
-hallmarkctl key reseal REF NEW-REF --for-manifest NAME.manifest.`,
+hallmarkctl carry-keys NAME.manifest --device URL on a running appliance,
+or hallmarkctl key reseal REF NEW-REF --for-manifest NAME.manifest.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			payload, device := args[0], args[1]
@@ -742,6 +779,12 @@ hallmarkctl key reseal REF NEW-REF --for-manifest NAME.manifest.`,
 			policy, err := trust.policy()
 			if err != nil {
 				return err
+			}
+			if isURL(device) {
+				if _, err := m.Verify(policy); err != nil {
+					return err
+				}
+				return installRemote(cmd, device, payload, m)
 			}
 			fl, err := floor.read(cmd, m, policy, false)
 			if err != nil {

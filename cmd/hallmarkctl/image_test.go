@@ -3,12 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"hallmark/firmware/boot"
 	"hallmark/gm"
 	"hallmark/images"
 	"hallmark/images/flash"
@@ -68,10 +73,22 @@ func TestImageCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	build := func(version, sv string) string {
-		out := mustRun(t, "image", "build", "--version", version, "--security-version", sv, "--hardware", "hm-test",
+	baseArgs := func(version, sv string) []string {
+		return []string{"image", "build", "--version", version, "--security-version", sv, "--hardware", "hm-test",
 			"--kernel", kernel, "--modules-dir", modules, "--modules", "a", "--init", init, "--node", init,
-			"--slot-size", "4", "--data-size", "2", "--out", dir, "--name", "rel-"+version)
+			"--slot-size", "4", "--data-size", "2", "--out", dir, "--name", "rel-" + version}
+	}
+	buildArgs := func(version, sv string) []string {
+		return append(baseArgs(version, sv), "--update-listen", ":7409", "--trust", trustFile, "--threshold", "2")
+	}
+	if _, err := run(t, append(baseArgs("0.9.0", "1"), "--update-listen", ":7409")...); err == nil || !strings.Contains(err.Error(), "--update-listen needs --trust") {
+		t.Fatalf("build with an update service but no release keys: %v", err)
+	}
+	if _, err := run(t, append(buildArgs("0.9.0", "1"), "--node-key", "../x")...); err == nil || !strings.Contains(err.Error(), "--node-key") {
+		t.Fatalf("build with a node key name no file can carry: %v", err)
+	}
+	build := func(version, sv string) string {
+		out := mustRun(t, buildArgs(version, sv)...)
 		if !strings.Contains(out, "PCR 15") {
 			t.Fatalf("build output lacks the PCR prediction:\n%s", out)
 		}
@@ -154,5 +171,83 @@ func TestImageCommands(t *testing.T) {
 	}
 	if after, _ := os.ReadFile(dev); gm.SM3(after) != gm.SM3(before) {
 		t.Fatal("a refused update changed the device")
+	}
+}
+
+// update with a URL checks the manifest here and sends it with the slot
+// payload, in the form the appliance's update service reads
+// (firmware/boot.InstallPath: multipart parts manifest, then slot).
+func TestUpdateToRunningAppliance(t *testing.T) {
+	dir := t.TempDir()
+	init := imagetest.BuildStatic(t, "", imagetest.HelloInit)
+	keys := imagetest.Keys(t, 2)
+	var trust []byte
+	for _, k := range keys {
+		pub, err := k.PublicKey().MarshalPKIXPEM()
+		if err != nil {
+			t.Fatal(err)
+		}
+		trust = append(trust, pub...)
+	}
+	trustFile := filepath.Join(dir, "release-keys.pem")
+	if err := os.WriteFile(trustFile, trust, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b := imagetest.Build(t, imagetest.SmallSpec(t, init))
+	imagetest.Sign(t, b.Manifest, keys[0])
+	enc, err := b.Manifest.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest := filepath.Join(dir, "rel.manifest")
+	if err := os.WriteFile(manifest, enc, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	var received struct {
+		manifest *images.Manifest
+		slot     gm.Digest
+		size     int
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != boot.InstallPath {
+			http.NotFound(w, r)
+			return
+		}
+		mr, err := r.MultipartReader()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		for _, want := range []string{"manifest", "slot"} {
+			part, err := mr.NextPart()
+			if err != nil || part.FormName() != want {
+				http.Error(w, "want part "+want, http.StatusBadRequest)
+				return
+			}
+			data, _ := io.ReadAll(part)
+			if want == "manifest" {
+				received.manifest, _ = images.DecodeManifest(data)
+			} else {
+				received.slot, received.size = gm.SM3(data), len(data)
+			}
+		}
+		fw := received.manifest.Body.Firmware
+		_ = json.NewEncoder(w).Encode(boot.Installed{Version: fw.Version, SecurityVersion: fw.SecurityVersion, Slot: "B", Written: int64(received.size)})
+	}))
+	defer srv.Close()
+
+	if _, err := run(t, "update", b.Slot, srv.URL, "--manifest", manifest, "--trust", trustFile, "--threshold", "2"); !errors.Is(err, images.ErrThreshold) {
+		t.Fatalf("update of a release below the threshold: %v", err)
+	}
+	if received.manifest != nil {
+		t.Fatal("a release below the threshold was sent")
+	}
+	out := mustRun(t, "update", b.Slot, srv.URL, "--manifest", manifest, "--trust", trustFile, "--threshold", "1")
+	if !strings.Contains(out, "installed 1.0.0 (security version 1) into slot B") {
+		t.Fatalf("update output:\n%s", out)
+	}
+	if received.manifest == nil || received.slot != b.Manifest.Body.Firmware.SlotDigest || received.size != int(b.Manifest.Body.Firmware.SlotSize) {
+		t.Fatalf("the appliance received %+v", received)
 	}
 }

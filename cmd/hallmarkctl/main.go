@@ -32,7 +32,7 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newKeyCmd(), newImageCmd(), newFlashCmd(), newUpdateCmd(),
-		newDevnetCmd(), newStatusCmd(), newSubmitCmd(), newQueryCmd(),
+		newCarryKeysCmd(), newDevnetCmd(), newStatusCmd(), newSubmitCmd(), newQueryCmd(),
 		newGenesisCmd(), newCACmd(), newEnrolCmd(), newGovCmd(), newTxCmd(), newNodeKeyCmd(), newRevokeCmd())
 	return root
 }

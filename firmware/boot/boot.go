@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"sync"
@@ -167,6 +168,9 @@ func (r *runner) run(ctx context.Context) error {
 	// Start and supervise the node.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if cfg.Updates.Listen != "" {
+		r.startUpdateService(ctx, m, parts[images.PartData])
+	}
 	run := r.opts.RunNode
 	if run == nil {
 		reaper := NewReaper()
@@ -210,6 +214,30 @@ func (r *runner) run(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// startUpdateService runs the update service (updates.go) beside the
+// node. It is not essential to the boot: if it cannot listen, the node
+// still runs and the console says why updates cannot carry keys.
+func (r *runner) startUpdateService(ctx context.Context, m gm.Digest, dataPart string) {
+	policy, err := r.cfg.Updates.Policy()
+	if err != nil {
+		r.log.Error("update service not started", "err", err)
+		return
+	}
+	ln, err := net.Listen("tcp", r.cfg.Updates.Listen)
+	if err != nil {
+		r.log.Error("update service not started", "err", err)
+		return
+	}
+	disk, err := wholeDisk(dataPart)
+	if err != nil {
+		r.log.Warn("update service cannot install updates", "err", err)
+	}
+	k := &updateService{log: r.log.With("part", "updates"), keyDir: KeyDir, tpm: r.tpmDevice, counterIndex: r.counterIndex(),
+		policy: policy, release: r.release, measurement: m,
+		disk: disk, booted: r.slot, committed: r.isCommitted, tmpDir: "/tmp"}
+	go k.serve(ctx, ln)
 }
 
 // measure extends the measurement m of the booted slot into

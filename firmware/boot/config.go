@@ -73,6 +73,8 @@ type Config struct {
 	BackoffMax Duration `json:"backoffMax,omitempty"`
 	// DataMountOptions are passed to the data partition's mount.
 	DataMountOptions string `json:"dataMountOptions,omitempty"`
+	// Updates configures the update service (updates.go).
+	Updates UpdatesConfig `json:"updates,omitempty"`
 }
 
 // NodeConfig is the node command.
@@ -119,6 +121,11 @@ func (c Config) Validate(needCommand bool) error {
 	}
 	if c.CommitAfter >= c.TrialTimeout {
 		return errors.New("boot: config: commitAfter must be shorter than trialTimeout")
+	}
+	if c.Updates.Listen != "" {
+		if _, err := c.Updates.Policy(); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -20,7 +20,15 @@ type Device struct {
 // OpenDevice opens path read-write. A block device is opened exclusively,
 // so the kernel refuses one that is mounted or otherwise in use. A file
 // must already exist: its size is the device size.
-func OpenDevice(path string) (*Device, error) {
+func OpenDevice(path string) (*Device, error) { return openDevice(path, true) }
+
+// OpenRunningDisk opens the disk the running system booted from, whose
+// partitions are mounted, without the exclusive claim OpenDevice makes
+// (the kernel would refuse it). Only the booted system's updater uses it,
+// for Update, which never writes the slot it runs from.
+func OpenRunningDisk(path string) (*Device, error) { return openDevice(path, false) }
+
+func openDevice(path string, exclusive bool) (*Device, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("flash: device: %w", err)
@@ -28,8 +36,9 @@ func OpenDevice(path string) (*Device, error) {
 	flags := os.O_RDWR
 	block := fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0
 	switch {
-	case block:
+	case block && exclusive:
 		flags |= unix.O_EXCL
+	case block:
 	case fi.Mode().IsRegular():
 	default:
 		return nil, fmt.Errorf("flash: %s is neither a block device nor a regular file", path)

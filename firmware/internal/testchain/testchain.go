@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"hallmark/firmware/genesis"
 	"hallmark/gm"
 	"hallmark/ledger"
 	"hallmark/ledger/app"
@@ -157,4 +158,15 @@ func SoftwareValidators(t testing.TB, n int) []gm.Signer {
 		out[i] = k
 	}
 	return out
+}
+
+// WriteGenesis writes the chain's genesis file to path, in the form a
+// node loads (firmware/genesis). Tests that run nodes from files write
+// their genesis here rather than encoding it themselves, so that they
+// follow the genesis file format when it changes.
+func (c *Chain) WriteGenesis(t testing.TB, path string) {
+	t.Helper()
+	if err := genesis.Write(path, c.File(t)); err != nil {
+		t.Fatalf("testchain: %v", err)
+	}
 }
