@@ -186,6 +186,18 @@ func Open(dir string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	// bbolt fsyncs its file but not the directory entry naming it: without
+	// this, a power cut soon after a new store was created could lose the
+	// files (and every block committed into them) on file systems that do
+	// not order directory updates with file data.
+	for _, d := range []string{filepath.Dir(filepath.Clean(dir)), dir, filepath.Join(dir, payloadDirName)} {
+		if err := syncDir(d); err != nil {
+			s.payloads.close()
+			s.safe.Close()
+			db.Close()
+			return nil, err
+		}
+	}
 	if t := s.tip.Load(); t != nil {
 		s.log.Info("store opened", "dir", dir, "tip", t.Height, "id", short(t.ID), "archive", o.Archive, "window", o.Window)
 	} else {
