@@ -1,6 +1,9 @@
 package api
 
 import (
+	"encoding/hex"
+	"fmt"
+
 	"hallmark/gm"
 	"hallmark/ledger"
 )
@@ -55,7 +58,7 @@ type Bandwidth struct {
 	OutBytes uint64 `json:"outBytes"`
 }
 
-// hexBytes renders bytes as lower-case hex in JSON.
+// hexBytes renders bytes as lower-case hex in JSON, and reads them back.
 type hexBytes []byte
 
 func (h hexBytes) MarshalText() ([]byte, error) {
@@ -65,4 +68,13 @@ func (h hexBytes) MarshalText() ([]byte, error) {
 		out[2*i], out[2*i+1] = digits[b>>4], digits[b&15]
 	}
 	return out, nil
+}
+
+func (h *hexBytes) UnmarshalText(text []byte) error {
+	b, err := hex.DecodeString(string(text))
+	if err != nil {
+		return fmt.Errorf("api: %q is not hex: %w", text, err)
+	}
+	*h = b
+	return nil
 }
