@@ -826,7 +826,7 @@ func (n *Node) registerMetrics() {
 			l string
 			v uint64
 		}{{"received", s.Received}, {"twin_dropped", s.TwinDropped}, {"malformed", s.Malformed}, {"queue_full", s.QueueFull},
-			{"cached_answer", s.CachedAnswer}, {"accepted", s.Accepted}, {"duplicate", s.Duplicate}, {"rejected", s.Rejected},
+			{"cached_answer", s.CachedAnswer}, {"in_flight", s.InFlight}, {"accepted", s.Accepted}, {"duplicate", s.Duplicate}, {"rejected", s.Rejected},
 			{"busy", s.Busy}, {"send_errors", s.SendErrors}} {
 			out = append(out, metrics.Sample{Labels: []string{kv.l}, Value: float64(kv.v)})
 		}

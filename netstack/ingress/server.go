@@ -100,6 +100,7 @@ type Stats struct {
 	Malformed    uint64 // header unreadable: no receipt possible
 	QueueFull    uint64 // dropped because the workers were behind
 	CachedAnswer uint64 // retransmissions answered from the receipt cache
+	InFlight     uint64 // retransmissions dropped while their first copy was being handled
 	Accepted     uint64
 	Duplicate    uint64
 	Rejected     uint64
@@ -108,8 +109,8 @@ type Stats struct {
 }
 
 type stats struct {
-	received, twinDropped, malformed, queueFull, cachedAnswer atomic.Uint64
-	accepted, duplicate, rejected, busy, sendErrors           atomic.Uint64
+	received, twinDropped, malformed, queueFull, cachedAnswer, inFlight atomic.Uint64
+	accepted, duplicate, rejected, busy, sendErrors                     atomic.Uint64
 }
 
 // Server serves the kiosk datagram port.
@@ -119,11 +120,19 @@ type Server struct {
 	stats    stats
 	receipts *receiptCache
 	replay   *replayFeeder
+	// handling holds the ids of the transactions queued or being handled:
+	// a retransmission of one of them is dropped, because the answer to
+	// the first copy is on its way (handling the copy too would race the
+	// first to the mempool and could answer "duplicate" to the kiosk's
+	// own first submission).
+	handlingMu sync.Mutex
+	handling   map[ledger.TxID]struct{}
 }
 
 type job struct {
 	buf  []byte
 	from netip.AddrPort
+	id   ledger.TxID // from the header, before any check
 }
 
 // New checks cfg and returns a server; [Server.Serve] runs it.
@@ -161,7 +170,7 @@ func New(cfg Config) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, log: log, receipts: newReceiptCache(cfg.ReceiptCache)}
+	s := &Server{cfg: cfg, log: log, receipts: newReceiptCache(cfg.ReceiptCache), handling: make(map[ledger.TxID]struct{})}
 	if cfg.FastPath != nil {
 		s.replay = &replayFeeder{filter: cfg.FastPath.Filter, grace: cfg.ReplayGrace}
 	}
@@ -173,7 +182,7 @@ func (s *Server) Stats() Stats {
 	st := &s.stats
 	return Stats{
 		Received: st.received.Load(), TwinDropped: st.twinDropped.Load(), Malformed: st.malformed.Load(),
-		QueueFull: st.queueFull.Load(), CachedAnswer: st.cachedAnswer.Load(), Accepted: st.accepted.Load(),
+		QueueFull: st.queueFull.Load(), CachedAnswer: st.cachedAnswer.Load(), InFlight: st.inFlight.Load(), Accepted: st.accepted.Load(),
 		Duplicate: st.duplicate.Load(), Rejected: st.rejected.Load(), Busy: st.busy.Load(), SendErrors: st.sendErrors.Load(),
 	}
 }
@@ -189,6 +198,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		wg.Go(func() {
 			for j := range jobs {
 				s.handle(ctx, j)
+				s.handled(j.id)
 			}
 		})
 	}
@@ -227,9 +237,14 @@ func (s *Server) Serve(ctx context.Context) error {
 			s.send(cached, from)
 			continue
 		}
+		if !s.startHandling(h.TxID) {
+			s.stats.inFlight.Add(1)
+			continue
+		}
 		select {
-		case jobs <- job{buf: append([]byte(nil), dg...), from: from}:
+		case jobs <- job{buf: append([]byte(nil), dg...), from: from, id: h.TxID}:
 		default:
+			s.handled(h.TxID)
 			s.stats.queueFull.Add(1)
 		}
 	}
@@ -244,6 +259,26 @@ func (s *Server) twin() *xdp.Twin {
 		return nil
 	}
 	return s.cfg.FastPath.Twin
+}
+
+// startHandling records id as being handled, or reports false if it
+// already is.
+func (s *Server) startHandling(id ledger.TxID) bool {
+	s.handlingMu.Lock()
+	defer s.handlingMu.Unlock()
+	if _, busy := s.handling[id]; busy {
+		return false
+	}
+	s.handling[id] = struct{}{}
+	return true
+}
+
+// handled ends what startHandling began. A successful answer is in the
+// receipt cache by then, so later retransmissions are answered from it.
+func (s *Server) handled(id ledger.TxID) {
+	s.handlingMu.Lock()
+	delete(s.handling, id)
+	s.handlingMu.Unlock()
 }
 
 // handle verifies one datagram, submits it and answers.

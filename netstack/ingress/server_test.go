@@ -27,12 +27,17 @@ type mempool struct {
 	mu   sync.Mutex
 	ids  map[ledger.TxID]bool
 	full atomic.Bool
+	// hold is closed to let transactions with the memo "hold" through.
+	hold chan struct{}
 }
 
 // Full implements ingress.FullReporter.
 func (m *mempool) Full() bool { return m.full.Load() }
 
 func (m *mempool) Submit(_ context.Context, tx *ledger.Transaction) ingress.Result {
+	if tx.Body.Entity.Memo == "hold" {
+		<-m.hold
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	switch {
@@ -66,7 +71,7 @@ func startNode(t *testing.T, twin bool, grace time.Duration) *node {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	n := &node{addr: conn.LocalAddr().String(), key: ledgertest.Key(t), pool: &mempool{ids: map[ledger.TxID]bool{}}, chainID: ledgertest.ChainID}
+	n := &node{addr: conn.LocalAddr().String(), key: ledgertest.Key(t), pool: &mempool{ids: map[ledger.TxID]bool{}, hold: make(chan struct{})}, chainID: ledgertest.ChainID}
 	window := xdp.Config{
 		IngressPort: uint16(conn.LocalAddr().(*net.UDPAddr).Port),
 		MaxAge:      time.Minute, MaxFuture: 5 * time.Second,
@@ -296,5 +301,40 @@ func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A retransmission that arrives while the first copy is still being
+// handled is dropped: the kiosk gets the first copy's answer ("accepted"),
+// never "duplicate" for its own submission.
+func TestRetransmissionWhileHandled(t *testing.T) {
+	n := startNode(t, false, 0)
+	key := ledgertest.Key(t)
+	must(t, n.adm.Set(key.PublicKey().ID(), ingress.Admitted))
+	c := n.client(t, 6, 20*time.Millisecond)
+	tx := n.tx(t, key, "hold", time.Now())
+	type result struct {
+		status kiosk.Status
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		r, err := c.Submit(context.Background(), tx)
+		done <- result{r.Status, err}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for n.srv.Stats().InFlight == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no retransmission reached the server while the first copy was held: %+v", n.srv.Stats())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(n.pool.hold)
+	r := <-done
+	if r.err != nil || r.status != kiosk.StatusAccepted {
+		t.Fatalf("submit: %v, status %s", r.err, r.status)
+	}
+	if st := n.srv.Stats(); st.Accepted != 1 || st.Duplicate != 0 {
+		t.Fatalf("stats %+v", st)
 	}
 }
