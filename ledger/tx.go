@@ -98,16 +98,32 @@ func (tx *Transaction) signerKeys() []*gm.PublicKey {
 
 // remember computes the id once and keeps it with a private copy of the
 // body it was computed from, and the parsed signer keys.
-func (tx *Transaction) remember() {
+func (tx *Transaction) remember() { tx.rememberWith(nil) }
+
+// parsedKeys shares parsed signer keys between the transactions of one
+// batch: a block's transactions mostly come from a few kiosks, and a
+// *gm.PublicKey is immutable, so they can all point at one parse.
+type parsedKeys map[PublicKeyBytes]*gm.PublicKey
+
+// rememberWith is remember, looking keys up in (and adding them to) known
+// when it is not nil.
+func (tx *Transaction) rememberWith(known parsedKeys) {
 	m := &txMemo{body: tx.Body.clone(), id: tx.Body.ID()}
 	keys := make([]*gm.PublicKey, len(m.body.Signers))
 	for i, s := range m.body.Signers {
+		if k := known[s]; k != nil {
+			keys[i] = k
+			continue
+		}
 		k, err := s.Parse()
 		if err != nil {
 			keys = nil
 			break
 		}
 		keys[i] = k
+		if known != nil {
+			known[s] = k
+		}
 	}
 	m.keys = keys
 	tx.memo = m
@@ -116,14 +132,29 @@ func (tx *Transaction) remember() {
 // RememberIDs does for transactions decoded inside a larger structure
 // (a block in a consensus message, say) what DecodeTx and DecodeBlock do:
 // it computes each id once and remembers it, so that the many later calls
-// to ID do not re-encode and re-hash the body. Call it before the
+// to ID do not re-encode and re-hash the body. Signer keys that several
+// of the transactions share are parsed once. Call it before the
 // transactions are shared with other goroutines.
 func RememberIDs(txs []Transaction) {
+	known := parsedKeys{}
 	for i := range txs {
 		if txs[i].memo == nil {
-			txs[i].remember()
+			txs[i].rememberWith(known)
 		}
 	}
+}
+
+// ForgetIDs returns copies of txs that share their contents but not what
+// was remembered about them (ids, parsed signer keys): for holding
+// transactions long after the hot paths are done with them, in less
+// memory. The copies compute their id again when asked.
+func ForgetIDs(txs []Transaction) []Transaction {
+	out := make([]Transaction, len(txs))
+	for i := range txs {
+		out[i] = txs[i]
+		out[i].memo = nil
+	}
+	return out
 }
 
 // clone returns a copy of b that shares no memory with it.
