@@ -73,3 +73,38 @@ func TestForgetIDs(t *testing.T) {
 		}
 	}
 }
+
+// A TxDecoder's transactions share one parsed key per signer and decode
+// exactly as DecodeTx does.
+func TestTxDecoderSharesSignerKeys(t *testing.T) {
+	var dec TxDecoder
+	var first *gm.PublicKey
+	for i, tx := range memoTxs(t, 3) {
+		enc, err := EncodeTx(&tx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := dec.Decode(enc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := DecodeTx(enc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.ID() != want.ID() || got.ID() != tx.ID() {
+			t.Fatalf("tx %d: id %s, DecodeTx gives %s", i, got.ID(), want.ID())
+		}
+		ks := got.signerKeys()
+		if first == nil {
+			first = ks[0]
+		}
+		if len(ks) != 1 || ks[0] != first {
+			t.Fatalf("tx %d: parsed key not shared", i)
+		}
+	}
+	enc, _ := EncodeTx(&Transaction{})
+	if _, err := dec.Decode(enc); err == nil {
+		t.Fatal("an empty transaction decoded")
+	}
+}

@@ -325,7 +325,24 @@ func EncodeTx(tx *Transaction) ([]byte, error) { return Marshal(tx) }
 
 // DecodeTx strictly decodes and validates a transaction. It does not
 // verify signatures.
-func DecodeTx(b []byte) (*Transaction, error) {
+func DecodeTx(b []byte) (*Transaction, error) { return decodeTx(b, nil) }
+
+// TxDecoder decodes transactions as DecodeTx does, parsing a signer key
+// that several of them share once (a batch of transactions mostly comes
+// from a few kiosks). The transactions share the parsed keys, which are
+// immutable. A TxDecoder remembers every distinct key it parsed, so use
+// one per batch; it is not safe for concurrent use.
+type TxDecoder struct{ keys parsedKeys }
+
+// Decode is DecodeTx.
+func (d *TxDecoder) Decode(b []byte) (*Transaction, error) {
+	if d.keys == nil {
+		d.keys = parsedKeys{}
+	}
+	return decodeTx(b, d.keys)
+}
+
+func decodeTx(b []byte, known parsedKeys) (*Transaction, error) {
 	if len(b) > MaxTxBytes+MaxPayloadBytes+16 {
 		return nil, fmt.Errorf("%w: transaction of %d bytes", ErrTooLarge, len(b))
 	}
@@ -336,7 +353,7 @@ func DecodeTx(b []byte) (*Transaction, error) {
 	if n := len(b) - len(tx.Payload); n > MaxTxBytes {
 		return nil, fmt.Errorf("%w: transaction of %d bytes without payload exceeds %d", ErrTooLarge, n, MaxTxBytes)
 	}
-	tx.remember() // first, so that Validate uses the parsed signers
+	tx.rememberWith(known) // first, so that Validate uses the parsed signers
 	if err := tx.Validate(); err != nil {
 		return nil, err
 	}
