@@ -107,3 +107,21 @@ func TestCommitBlocksAllOrNothing(t *testing.T) {
 		t.Fatalf("tip %d %s, want block 2", tip.Height, tip.ID)
 	}
 }
+
+// Absent keys and transactions give ErrNotFound with what was looked for.
+func TestNotFoundErrors(t *testing.T) {
+	s := openStore(t, t.TempDir(), storage.Options{})
+	defer s.Close()
+	commit(t, s, forNode(newChain(t, 4).block(blockSpec{txs: 1}), 1))
+	long := bytes.Repeat([]byte("k"), 100)
+	_, _, err := s.Get(long)
+	if !errors.Is(err, storage.ErrNotFound) || err.Error() != `storage: not found: state key "`+string(long[:48])+`…"` {
+		t.Fatalf("absent state key: %v", err)
+	}
+	var id ledger.TxID
+	id[0] = 0xab
+	_, err = s.TxLocation(id)
+	if !errors.Is(err, storage.ErrNotFound) || err.Error() != "storage: not found: transaction ab00000000000000" {
+		t.Fatalf("absent transaction: %v", err)
+	}
+}
