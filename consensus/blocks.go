@@ -365,7 +365,12 @@ func (c *Core) commitChain(pc *pendingCommit) bool {
 	for i, n := range committed {
 		blocks[i] = n.block
 		if n.justify != nil {
-			c.recent = append(c.recent, recentBlock{id: n.id, block: n.block, justify: n.justify})
+			// Kept for fetches, up to 2*maxRecent blocks: without what the
+			// hot paths remembered about each transaction (id, parsed
+			// signer keys), which would otherwise stay alive with them.
+			kept := *n.block
+			kept.Txs = ledger.ForgetIDs(n.block.Txs)
+			c.recent = append(c.recent, recentBlock{id: n.id, block: &kept, justify: n.justify})
 		}
 	}
 	if len(c.recent) > 2*maxRecent {

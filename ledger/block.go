@@ -110,8 +110,9 @@ func DecodeBody(b []byte) ([]Transaction, error) {
 	if err := Unmarshal(b, &bd); err != nil {
 		return nil, err
 	}
+	known := parsedKeys{}
 	for i := range bd.Txs {
-		bd.Txs[i].remember()
+		bd.Txs[i].rememberWith(known)
 		if bd.Txs[i].Payload != nil {
 			return nil, fmt.Errorf("%w: stored body carries a payload in transaction %d", ErrMalformed, i)
 		}
@@ -221,9 +222,7 @@ func DecodeBlock(data []byte) (*Block, error) {
 	if err := Unmarshal(data, &b); err != nil {
 		return nil, err
 	}
-	for i := range b.Txs {
-		b.Txs[i].remember()
-	}
+	RememberIDs(b.Txs)
 	if err := b.Header.Validate(); err != nil {
 		return nil, err
 	}

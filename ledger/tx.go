@@ -98,16 +98,32 @@ func (tx *Transaction) signerKeys() []*gm.PublicKey {
 
 // remember computes the id once and keeps it with a private copy of the
 // body it was computed from, and the parsed signer keys.
-func (tx *Transaction) remember() {
+func (tx *Transaction) remember() { tx.rememberWith(nil) }
+
+// parsedKeys shares parsed signer keys between the transactions of one
+// batch: a block's transactions mostly come from a few kiosks, and a
+// *gm.PublicKey is immutable, so they can all point at one parse.
+type parsedKeys map[PublicKeyBytes]*gm.PublicKey
+
+// rememberWith is remember, looking keys up in (and adding them to) known
+// when it is not nil.
+func (tx *Transaction) rememberWith(known parsedKeys) {
 	m := &txMemo{body: tx.Body.clone(), id: tx.Body.ID()}
 	keys := make([]*gm.PublicKey, len(m.body.Signers))
 	for i, s := range m.body.Signers {
+		if k := known[s]; k != nil {
+			keys[i] = k
+			continue
+		}
 		k, err := s.Parse()
 		if err != nil {
 			keys = nil
 			break
 		}
 		keys[i] = k
+		if known != nil {
+			known[s] = k
+		}
 	}
 	m.keys = keys
 	tx.memo = m
@@ -116,14 +132,29 @@ func (tx *Transaction) remember() {
 // RememberIDs does for transactions decoded inside a larger structure
 // (a block in a consensus message, say) what DecodeTx and DecodeBlock do:
 // it computes each id once and remembers it, so that the many later calls
-// to ID do not re-encode and re-hash the body. Call it before the
+// to ID do not re-encode and re-hash the body. Signer keys that several
+// of the transactions share are parsed once. Call it before the
 // transactions are shared with other goroutines.
 func RememberIDs(txs []Transaction) {
+	known := parsedKeys{}
 	for i := range txs {
 		if txs[i].memo == nil {
-			txs[i].remember()
+			txs[i].rememberWith(known)
 		}
 	}
+}
+
+// ForgetIDs returns copies of txs that share their contents but not what
+// was remembered about them (ids, parsed signer keys): for holding
+// transactions long after the hot paths are done with them, in less
+// memory. The copies compute their id again when asked.
+func ForgetIDs(txs []Transaction) []Transaction {
+	out := make([]Transaction, len(txs))
+	for i := range txs {
+		out[i] = txs[i]
+		out[i].memo = nil
+	}
+	return out
 }
 
 // clone returns a copy of b that shares no memory with it.
@@ -294,7 +325,24 @@ func EncodeTx(tx *Transaction) ([]byte, error) { return Marshal(tx) }
 
 // DecodeTx strictly decodes and validates a transaction. It does not
 // verify signatures.
-func DecodeTx(b []byte) (*Transaction, error) {
+func DecodeTx(b []byte) (*Transaction, error) { return decodeTx(b, nil) }
+
+// TxDecoder decodes transactions as DecodeTx does, parsing a signer key
+// that several of them share once (a batch of transactions mostly comes
+// from a few kiosks). The transactions share the parsed keys, which are
+// immutable. A TxDecoder remembers every distinct key it parsed, so use
+// one per batch; it is not safe for concurrent use.
+type TxDecoder struct{ keys parsedKeys }
+
+// Decode is DecodeTx.
+func (d *TxDecoder) Decode(b []byte) (*Transaction, error) {
+	if d.keys == nil {
+		d.keys = parsedKeys{}
+	}
+	return decodeTx(b, d.keys)
+}
+
+func decodeTx(b []byte, known parsedKeys) (*Transaction, error) {
 	if len(b) > MaxTxBytes+MaxPayloadBytes+16 {
 		return nil, fmt.Errorf("%w: transaction of %d bytes", ErrTooLarge, len(b))
 	}
@@ -305,7 +353,7 @@ func DecodeTx(b []byte) (*Transaction, error) {
 	if n := len(b) - len(tx.Payload); n > MaxTxBytes {
 		return nil, fmt.Errorf("%w: transaction of %d bytes without payload exceeds %d", ErrTooLarge, n, MaxTxBytes)
 	}
-	tx.remember() // first, so that Validate uses the parsed signers
+	tx.rememberWith(known) // first, so that Validate uses the parsed signers
 	if err := tx.Validate(); err != nil {
 		return nil, err
 	}

@@ -3,8 +3,10 @@ package storage
 import (
 	"encoding/hex"
 	"errors"
+	"fmt"
 
 	"hallmark/gm"
+	"hallmark/ledger"
 )
 
 // Errors the store returns, wrapped with details; test with errors.Is.
@@ -51,3 +53,25 @@ var (
 
 // short renders the first 8 bytes of a digest for messages and logs.
 func short(d gm.Digest) string { return hex.EncodeToString(d[:8]) }
+
+// notFound is ErrNotFound for one state key or transaction, formatted
+// only when printed: execution and admission look up absent keys several
+// times per transaction, and only a few of those errors are ever read.
+type notFound struct {
+	kind string
+	key  string      // state key, at most maxKeyInError bytes of it
+	id   ledger.TxID // transaction id
+}
+
+// maxKeyInError bounds the bytes of a state key an error keeps (and
+// truncateKey prints).
+const maxKeyInError = 49
+
+func (e *notFound) Error() string {
+	if e.kind == "transaction" {
+		return fmt.Sprintf("%v: transaction %s", ErrNotFound, short(e.id))
+	}
+	return fmt.Sprintf("%v: %s %q", ErrNotFound, e.kind, truncateKey([]byte(e.key)))
+}
+
+func (e *notFound) Unwrap() error { return ErrNotFound }

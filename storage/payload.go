@@ -150,7 +150,8 @@ func (s *segments) activeFile() (*os.File, error) {
 
 // append writes blobs at the end of the active segment (or a new one when
 // the active one is full), fsyncs, and returns what to record in bbolt.
-func (s *segments) append(blobs []payloadBlob, height uint64) (*pendingAppend, error) {
+// Each blob's location records the blob's height.
+func (s *segments) append(blobs []payloadBlob) (*pendingAppend, error) {
 	p := &pendingAppend{s: s, segment: s.active, start: s.length, end: s.length}
 	if len(blobs) == 0 {
 		return p, nil
@@ -180,7 +181,7 @@ func (s *segments) append(blobs []payloadBlob, height uint64) (*pendingAppend, e
 		if _, err := f.WriteAt(b.data, p.end); err != nil {
 			return nil, errors.Join(fmt.Errorf("write payload %s: %w", short(b.digest), err), s.rollback(p))
 		}
-		p.locs = append(p.locs, payloadLoc{Segment: p.segment, Offset: p.end, Length: len(b.data), Height: height})
+		p.locs = append(p.locs, payloadLoc{Segment: p.segment, Offset: p.end, Length: len(b.data), Height: b.height})
 		p.digests = append(p.digests, b.digest)
 		p.end += int64(len(b.data))
 	}
@@ -438,16 +439,16 @@ func (s *Store) PutPayload(ctx context.Context, payload []byte) error {
 	if masked {
 		return fmt.Errorf("%w: %s", ErrMasked, short(d))
 	}
-	fresh, err := s.newPayloads([]payloadBlob{{digest: d, data: payload}})
+	fresh, err := s.newPayloads([]payloadBlob{{digest: d, data: payload, height: s.tipHeight()}})
 	if err != nil || len(fresh) == 0 {
 		return err
 	}
-	return s.appendPayloads(fresh, s.tipHeight())
+	return s.appendPayloads(fresh)
 }
 
 // appendPayloads stores blobs outside a block commit. Called with writeMu.
-func (s *Store) appendPayloads(blobs []payloadBlob, height uint64) error {
-	pending, err := s.payloads.append(blobs, height)
+func (s *Store) appendPayloads(blobs []payloadBlob) error {
+	pending, err := s.payloads.append(blobs)
 	if err != nil {
 		return fmt.Errorf("storage: write payloads: %w", err)
 	}

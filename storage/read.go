@@ -349,7 +349,7 @@ func (s *Store) View(fn func(*Snapshot) error) error {
 func (sn *Snapshot) TxLocation(id ledger.TxID) (TxLocation, error) {
 	v := sn.tx.Bucket(bucketTxs).Get(id[:])
 	if v == nil {
-		return TxLocation{}, fmt.Errorf("%w: transaction %s", ErrNotFound, short(id))
+		return TxLocation{}, &notFound{kind: "transaction", id: id}
 	}
 	return decodeTxLoc(v)
 }
@@ -369,7 +369,7 @@ func (sn *Snapshot) Tip() (height uint64, ok bool) {
 func (sn *Snapshot) Get(key []byte) (value []byte, height uint64, err error) {
 	v := sn.tx.Bucket(bucketState).Get(key)
 	if v == nil {
-		return nil, 0, fmt.Errorf("%w: state key %q", ErrNotFound, truncateKey(key))
+		return nil, 0, &notFound{kind: "state key", key: string(key[:min(len(key), maxKeyInError)])}
 	}
 	return decodeStateValue(v)
 }

@@ -364,7 +364,7 @@ func (s *Store) replacePayload(d gm.Digest, data []byte, old payloadLoc) error {
 	if err := s.checkOpen(); err != nil {
 		return err
 	}
-	pending, err := s.payloads.append([]payloadBlob{{digest: d, data: data}}, old.Height)
+	pending, err := s.payloads.append([]payloadBlob{{digest: d, data: data, height: old.Height}})
 	if err != nil {
 		return err
 	}

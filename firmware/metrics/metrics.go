@@ -24,14 +24,17 @@ type Metrics struct {
 	CommitLatency *prometheus.HistogramVec // by origin
 	// BlockLatency is the time from first executing a block to its
 	// commit on this node.
-	BlockLatency   prometheus.Histogram
-	ExecDuration   *prometheus.HistogramVec // by phase: "validate", "build", "commit"
-	BlockTxs       prometheus.Histogram
-	Rejected       *prometheus.CounterVec // mempool refusals, by reason name
-	APIRequests    *prometheus.CounterVec // by route and status code
-	APIAuthDenied  *prometheus.CounterVec // by outcome: "unauthenticated", "forbidden"
-	GossipDropped  prometheus.Counter
-	InboundDropped prometheus.Counter
+	BlockLatency prometheus.Histogram
+	ExecDuration *prometheus.HistogramVec // by phase: "validate", "build", "commit"
+	BlockTxs     prometheus.Histogram
+	// StoreGroupBlocks is how many blocks each storage transaction of
+	// the committer held (more than one when commits queued up).
+	StoreGroupBlocks prometheus.Histogram
+	Rejected         *prometheus.CounterVec // mempool refusals, by reason name
+	APIRequests      *prometheus.CounterVec // by route and status code
+	APIAuthDenied    *prometheus.CounterVec // by outcome: "unauthenticated", "forbidden"
+	GossipDropped    prometheus.Counter
+	InboundDropped   prometheus.Counter
 }
 
 // New registers the node's metrics, the Go runtime's and the process's in
@@ -54,6 +57,8 @@ func New() *Metrics {
 			Help: "Time spent per block: validate, build, commit (store: the storage write within it), safety (safety data and kept block, before a vote).", Buckets: latency}, []string{"phase"}),
 		BlockTxs: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "block_transactions",
 			Help: "Transactions per committed block.", Buckets: prometheus.ExponentialBuckets(1, 2, 14)}),
+		StoreGroupBlocks: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "store_group_blocks",
+			Help: "Blocks stored per storage transaction (group commit when commits queue up).", Buckets: []float64{1, 2, 3, 4, 6, 8}}),
 		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "mempool_rejected_total",
 			Help: "Transactions the mempool refused, by reason."}, []string{"reason"}),
 		APIRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "api_requests_total",
@@ -65,7 +70,7 @@ func New() *Metrics {
 		InboundDropped: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "consensus_inbound_dropped_total",
 			Help: "Consensus messages dropped because the core was behind."}),
 	}
-	r.MustRegister(m.BlocksCommitted, m.TxsCommitted, m.CommitLatency, m.BlockLatency, m.ExecDuration, m.BlockTxs,
+	r.MustRegister(m.BlocksCommitted, m.TxsCommitted, m.CommitLatency, m.BlockLatency, m.ExecDuration, m.BlockTxs, m.StoreGroupBlocks,
 		m.Rejected, m.APIRequests, m.APIAuthDenied, m.GossipDropped, m.InboundDropped)
 	return m
 }

@@ -93,13 +93,14 @@ func (g *gossiper) runReceive(ctx context.Context) {
 func decodeBatch(b []byte) ([]*ledger.Transaction, [][]byte) {
 	var out []*ledger.Transaction
 	var encs [][]byte
+	var dec ledger.TxDecoder
 	for len(b) > 0 {
 		n, k := binary.Uvarint(b)
 		if k <= 0 || n > uint64(len(b)-k) || n > ledger.MaxTxBytes+ledger.MaxPayloadBytes+64 {
 			return out, encs
 		}
 		enc := b[k : k+int(n)]
-		tx, err := ledger.DecodeTx(enc)
+		tx, err := dec.Decode(enc)
 		b = b[k+int(n):]
 		if err != nil {
 			continue

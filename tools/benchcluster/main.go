@@ -41,7 +41,8 @@
 //
 // -profile DIR saves a CPU profile of every node over each measurement
 // (from the nodes' pprof endpoint) and of the benchmark itself, and every
-// node's metrics after each (nodeN.saturation.pprof, nodeN.half.metrics...).
+// node's metrics and heap profile after each (nodeN.saturation.pprof,
+// nodeN.half.metrics, nodeN.saturation.heap.pprof...).
 package main
 
 import (
@@ -675,12 +676,18 @@ func fetchProfile(ctx context.Context, hc *http.Client, url, path string) error 
 	return f.Close()
 }
 
-// saveMetrics saves every node's /metrics as DIR/nodeN.<phase>.metrics.
+// saveMetrics saves every node's /metrics as DIR/nodeN.<phase>.metrics
+// and its heap profile (live objects at the last GC, and allocations since
+// the start) as DIR/nodeN.<phase>.heap.pprof.
 func saveMetrics(ctx context.Context, c *clustertest.Cluster, dir, phase string) {
 	for i, n := range c.Nodes {
 		path := filepath.Join(dir, fmt.Sprintf("node%d.%s.metrics", i, phase))
 		if err := fetchProfile(ctx, c.HTTP(), "http://"+n.API+"/metrics", path); err != nil {
 			logf("metrics: %v", err)
+		}
+		path = filepath.Join(dir, fmt.Sprintf("node%d.%s.heap.pprof", i, phase))
+		if err := fetchProfile(ctx, c.HTTP(), "http://"+n.API+"/debug/pprof/heap", path); err != nil {
+			logf("heap profile: %v", err)
 		}
 	}
 }

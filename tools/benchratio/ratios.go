@@ -40,4 +40,8 @@ var ratios = []Ratio{
 	{"tx id remembered/computed", "ledger.TxID/remembered", "ledger.TxID/computed", 0, true},
 	{"tx validate signers remembered/parsed", "ledger.TxValidate/remembered", "ledger.TxValidate/parsed", 0, true},
 	{"commit block 1000 tx prepared/full", "storage.CommitBlockPrepared/1000tx", "storage.CommitBlock/1000tx", 0, true},
+
+	// --- storage group commit (feat/perf2): 4 blocks of 1,000 record.puts on a 200k-tx store ---
+	{"commit records group2/single", "storage.CommitRecords/group2", "storage.CommitRecords/single", 0, true},
+	{"commit records group4/single", "storage.CommitRecords/group4", "storage.CommitRecords/single", 0, true},
 }
