@@ -412,7 +412,10 @@ func (n *Node) peer(id gm.KeyID) *peerState {
 	return n.peers[id]
 }
 
-// Connected lists the peers with a live connection, sorted.
+// Connected lists the peers with a live connection, sorted. On the dialling
+// side a connection counts from the end of its handshake, which in TLS 1.3
+// comes before the peer has checked this node's certificate: a peer that
+// refuses this identity shows here for about a round trip per attempt.
 func (n *Node) Connected() []gm.KeyID {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -591,8 +594,17 @@ func (n *Node) adopt(ps *peerState, c *quic.Conn) {
 }
 
 // dialLoop keeps a connection to the peer, reconnecting with back-off.
+//
+// A TLS 1.3 client finishes its handshake before the server has checked
+// the client's certificate, so a peer that refuses this node's identity
+// (it was removed, or its key rotated and the peer does not know yet)
+// closes each connection right after it opens. A connection that ends
+// sooner than stableConn therefore counts as a failed dial: the next one
+// waits out the back-off instead of hammering the peer with handshakes.
 func (n *Node) dialLoop(ps *peerState) {
+	const stableConn = 2 * time.Second
 	backoff := n.cfg.MinBackoff
+	var since time.Time // when the current or last connection was made
 	for ps.ctx.Err() == nil {
 		if c, changed := ps.watch(); c != nil {
 			select {
@@ -600,6 +612,11 @@ func (n *Node) dialLoop(ps *peerState) {
 				return
 			case <-c.Context().Done():
 				ps.dropConn(c)
+				if time.Since(since) >= stableConn {
+					backoff = n.cfg.MinBackoff
+				} else if !n.sleepBackoff(ps, &backoff, "connection closed at once", context.Cause(c.Context())) {
+					return
+				}
 			case <-changed:
 			}
 			continue
@@ -609,7 +626,7 @@ func (n *Node) dialLoop(ps *peerState) {
 		ps.mu.Unlock()
 		c, err := n.dial(ps, addr)
 		if err == nil {
-			backoff = n.cfg.MinBackoff
+			since = time.Now()
 			n.log.Debug("peer: connected", "peer", ps.id, "addr", addr)
 			n.adopt(ps, c)
 			continue
@@ -617,14 +634,23 @@ func (n *Node) dialLoop(ps *peerState) {
 		if ps.ctx.Err() != nil {
 			return
 		}
-		n.log.Debug("peer: dial failed", "peer", ps.id, "addr", addr, "err", err, "retry_in", backoff)
-		select {
-		case <-ps.ctx.Done():
+		if !n.sleepBackoff(ps, &backoff, "dial failed", err) {
 			return
-		case <-time.After(time.Duration(float64(backoff) * (0.8 + 0.4*rand.Float64()))):
 		}
-		backoff = min(2*backoff, n.cfg.MaxBackoff)
 	}
+}
+
+// sleepBackoff waits about *backoff (with jitter) and doubles it up to
+// the maximum. It reports false when the peer's context ended.
+func (n *Node) sleepBackoff(ps *peerState, backoff *time.Duration, what string, err error) bool {
+	n.log.Debug("peer: "+what, "peer", ps.id, "err", err, "retry_in", *backoff)
+	select {
+	case <-ps.ctx.Done():
+		return false
+	case <-time.After(time.Duration(float64(*backoff) * (0.8 + 0.4*rand.Float64()))):
+	}
+	*backoff = min(2**backoff, n.cfg.MaxBackoff)
+	return true
 }
 
 func (n *Node) dial(ps *peerState, addr string) (*quic.Conn, error) {
