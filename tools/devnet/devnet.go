@@ -160,10 +160,13 @@ func Start(ctx context.Context, opts Options) (n *Net, err error) {
 	if _, err := exec.LookPath(opts.Swtpm); err != nil {
 		return nil, fmt.Errorf("devnet: %s not found: install swtpm (bash scripts/deps.sh)", opts.Swtpm)
 	}
-	n = &Net{opts: opts}
+	// Whatever fails or is cancelled (Ctrl-C) from here on stops what
+	// was started; the returned *Net is nil then, so keep this one.
+	started := &Net{opts: opts}
+	n = started
 	defer func() {
 		if err != nil {
-			n.Stop()
+			started.Stop()
 		}
 	}()
 	out := opts.Out

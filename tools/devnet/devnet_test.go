@@ -134,6 +134,22 @@ func TestDevnetRunStopResume(t *testing.T) {
 		t.Fatalf("second run did not resume:\n%s", out)
 	}
 	assertNoProcesses(t, st)
+
+	// Ctrl-C while the consortium is still starting: Start returns the
+	// cancellation and leaves nothing running.
+	o := opts
+	o.Out = &syncBuf{}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	n, err := Start(ctx, o)
+	if err == nil {
+		n.Stop()
+		t.Fatal("the consortium was up within 300 ms; this part of the test needs a start that is still going")
+	}
+	if n != nil {
+		t.Fatalf("Start failed (%v) but returned a consortium", err)
+	}
+	assertNoProcesses(t, st)
 }
 
 // assertNoProcesses checks that no hallmarkd or swtpm of this devnet runs.

@@ -44,6 +44,11 @@ func Run(ctx context.Context, opts Options) error {
 	opts.defaults()
 	n, err := Start(ctx, opts)
 	if err != nil {
+		if ctx.Err() != nil {
+			// Ctrl-C while starting: Start stopped what it had begun.
+			fmt.Fprintln(opts.Out, "devnet: stopped while starting; state kept in", opts.Dir)
+			return nil
+		}
 		return err
 	}
 	defer func() {
