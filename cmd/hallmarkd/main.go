@@ -40,11 +40,11 @@ func main() {
 		fmt.Println("hallmarkd", node.Version)
 		return
 	}
-	cfg, err := config.Load(*path)
-	if err == nil && *nodeKey != "" {
-		cfg.NodeKey = *nodeKey
-		err = cfg.Validate()
+	var overrides []func(*config.Config)
+	if *nodeKey != "" {
+		overrides = append(overrides, func(c *config.Config) { c.NodeKey = *nodeKey })
 	}
+	cfg, err := config.Load(*path, overrides...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "hallmarkd:", err)
 		os.Exit(2)

@@ -192,7 +192,9 @@ const MaxFileBytes = 1 << 20
 
 // Load reads, parses, completes and checks the configuration at path.
 // Relative paths inside it are taken relative to the file's directory.
-func Load(path string) (*Config, error) {
+// Overrides (command-line flags) change the parsed file before it is
+// checked, so a field they set need not be valid, or present, in the file.
+func Load(path string, overrides ...func(*Config)) (*Config, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
@@ -205,7 +207,7 @@ func Load(path string) (*Config, error) {
 	if len(data) > MaxFileBytes {
 		return nil, fmt.Errorf("config: %s is larger than %d bytes", path, MaxFileBytes)
 	}
-	c, err := Parse(data)
+	c, err := Parse(data, overrides...)
 	if err != nil {
 		return nil, err
 	}
@@ -213,9 +215,9 @@ func Load(path string) (*Config, error) {
 	return c, nil
 }
 
-// Parse parses a configuration document strictly, fills in defaults and
-// checks it.
-func Parse(data []byte) (*Config, error) {
+// Parse parses a configuration document strictly, fills in defaults,
+// applies the overrides and checks the result.
+func Parse(data []byte, overrides ...func(*Config)) (*Config, error) {
 	var c Config
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -229,6 +231,9 @@ func Parse(data []byte) (*Config, error) {
 		return nil, &Error{Reason: "trailing data after the configuration object"}
 	}
 	c.setDefaults()
+	for _, o := range overrides {
+		o(&c)
+	}
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}

@@ -123,3 +123,23 @@ func TestPeerIDForms(t *testing.T) {
 		t.Errorf("key id form: %v %v", got, err)
 	}
 }
+
+// A command-line override is applied before the file is checked: the file
+// need not name a key the override replaces, and a bad override is
+// reported against its field.
+func TestOverridesBeforeValidation(t *testing.T) {
+	noKey := []byte(`{"dataDir": "d", "genesis": "g"}`)
+	if _, err := Parse(noKey); err == nil || !strings.Contains(err.Error(), "nodeKey") {
+		t.Fatalf("a file without nodeKey: %v", err)
+	}
+	c, err := Parse(noKey, func(c *Config) { c.NodeKey = "tpm-sealed:/data/keys/node@1.2.0.sealed" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.NodeKey != "tpm-sealed:/data/keys/node@1.2.0.sealed" {
+		t.Fatalf("nodeKey %q", c.NodeKey)
+	}
+	if _, err := Parse([]byte(minimal), func(c *Config) { c.NodeKey = "no-such-custody:x" }); err == nil || !strings.Contains(err.Error(), "nodeKey") {
+		t.Fatalf("a bad override: %v", err)
+	}
+}
