@@ -173,14 +173,9 @@ func (r *runner) run(ctx context.Context) error {
 	}
 	run := r.opts.RunNode
 	if run == nil {
-		// The reaper outlives the supervisor: stopping the node (shutdown,
-		// a trial that timed out) waits for the reaper to report its exit,
-		// so it must not stop with the context that stops the node.
-		reapCtx, stopReaper := context.WithCancel(context.Background())
+		var stopReaper func()
+		run, stopReaper = execRunner(cfg.Node)
 		defer stopReaper()
-		reaper := NewReaper()
-		go reaper.Run(reapCtx)
-		run = ExecNode(reaper, cfg.Node.Command, cfg.Node.Env, time.Duration(cfg.Node.StopTimeout))
 	}
 	sup := &supervisor{
 		log:         log,

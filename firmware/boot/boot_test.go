@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -195,5 +196,43 @@ func TestExecNodeReadinessAndStop(t *testing.T) {
 	exit := ExecNode(r, []string{"/bin/sh", "-c", "exit 3"}, nil, time.Second)
 	if err := exit(ctx, NodeEnv{}, func() {}); err == nil || !strings.Contains(err.Error(), "status 3") {
 		t.Fatalf("exit status: %v", err)
+	}
+}
+
+// Stopping the supervisor while the node runs returns once the node is
+// gone, even when the node ignores SIGTERM and must be killed: the reaper
+// that reports its exit does not stop with the supervisor's context.
+func TestSupervisorStopsARunningExecNode(t *testing.T) {
+	run, stopReaper := execRunner(NodeConfig{
+		Command:     []string{"/bin/sh", "-c", `trap '' TERM; echo READY >&3; exec sleep 30`},
+		StopTimeout: Duration(200 * time.Millisecond),
+	})
+	defer stopReaper()
+	ready := make(chan struct{})
+	var once sync.Once
+	s := &supervisor{
+		log: testLog(t),
+		run: func(ctx context.Context, env NodeEnv, r func()) error {
+			return run(ctx, env, func() { r(); once.Do(func() { close(ready) }) })
+		},
+		backoffMin: 10 * time.Millisecond, backoffMax: 100 * time.Millisecond,
+		commitAfter: time.Hour, onHealthy: func() {},
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.loop(ctx) }()
+	select {
+	case <-ready:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the node never said READY")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, errStopped) {
+			t.Fatalf("loop = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the supervisor did not return after its context ended: the node's exit was never reported")
 	}
 }

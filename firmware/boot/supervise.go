@@ -251,6 +251,27 @@ func (s *supervisor) loop(ctx context.Context) error {
 	}
 }
 
+// execRunner runs the configured node command as a child reaped by its
+// own reaper, and returns the runner and the function that stops the
+// reaper once the supervisor is done. The reaper takes no context from
+// the caller on purpose: stopping the node (shutdown, a trial that timed
+// out) cancels the supervisor's context and then waits for the reaper to
+// report the node's exit, so a reaper that stopped with that context left
+// the init waiting for good.
+func execRunner(nc NodeConfig) (run NodeRunner, stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	reaper := NewReaper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		reaper.Run(ctx)
+	}()
+	return ExecNode(reaper, nc.Command, nc.Env, time.Duration(nc.StopTimeout)), func() {
+		cancel()
+		<-done
+	}
+}
+
 func errString(err error) string {
 	if err == nil {
 		return "exit status 0"
