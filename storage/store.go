@@ -161,29 +161,32 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("storage: open %s: %w", path, err)
 	}
 	s := &Store{dir: dir, opts: o, log: o.Logger.With("component", "storage"), db: db}
-	if err := s.init(); err != nil {
+	ok := false
+	defer func() {
+		if ok {
+			return
+		}
+		if s.payloads != nil {
+			s.payloads.close()
+		}
+		if s.safe != nil {
+			s.safe.Close()
+		}
 		db.Close()
+	}()
+	if err := s.init(); err != nil {
 		return nil, err
 	}
 	if s.safe, err = openSafety(dir, o); err != nil {
-		db.Close()
 		return nil, err
 	}
 	if s.payloads, err = openSegments(filepath.Join(dir, payloadDirName), o.PayloadSegmentBytes, s.db, s.log); err != nil {
-		s.safe.Close()
-		db.Close()
 		return nil, err
 	}
 	if err := s.finishErasures(); err != nil {
-		s.payloads.close()
-		s.safe.Close()
-		db.Close()
 		return nil, err
 	}
 	if err := s.loadTip(); err != nil {
-		s.payloads.close()
-		s.safe.Close()
-		db.Close()
 		return nil, err
 	}
 	// bbolt fsyncs its file but not the directory entry naming it: without
@@ -192,12 +195,10 @@ func Open(dir string, opts Options) (*Store, error) {
 	// not order directory updates with file data.
 	for _, d := range []string{filepath.Dir(filepath.Clean(dir)), dir, filepath.Join(dir, payloadDirName)} {
 		if err := syncDir(d); err != nil {
-			s.payloads.close()
-			s.safe.Close()
-			db.Close()
 			return nil, err
 		}
 	}
+	ok = true
 	if t := s.tip.Load(); t != nil {
 		s.log.Info("store opened", "dir", dir, "tip", t.Height, "id", short(t.ID), "archive", o.Archive, "window", o.Window)
 	} else {
