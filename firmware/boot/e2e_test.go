@@ -688,21 +688,7 @@ func TestBootE2E(t *testing.T) {
 	if err := os.Truncate(disk, int64(v1.Manifest.Body.ImageSize)+(4<<20)); err != nil {
 		t.Fatal(err)
 	}
-	func() {
-		dev, err := flash.OpenDevice(disk)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer dev.Close()
-		img, err := os.Open(v1.Image)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer img.Close()
-		if _, err := flash.Flash(context.Background(), img, int64(v1.Manifest.Body.ImageSize), v1.Manifest, e.policy, dev, flash.Target{Hardware: e2eHardware}, nil); err != nil {
-			t.Fatal(err)
-		}
-	}()
+	flashImage(t, disk, v1, e.policy, e2eHardware)
 
 	// Provision the device as a factory would: a node key generated and
 	// sealed by the device's TPM to the PCR value v1 produces once booted

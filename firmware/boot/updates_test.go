@@ -245,21 +245,7 @@ func TestUpdateServiceInstalls(t *testing.T) {
 	if err := os.WriteFile(disk, make([]byte, v1.Manifest.Body.ImageSize), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	func() {
-		dev, err := flash.OpenDevice(disk)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer dev.Close()
-		img, err := os.Open(v1.Image)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer img.Close()
-		if _, err := flash.Flash(ctx, img, int64(v1.Manifest.Body.ImageSize), v1.Manifest, policy, dev, flash.Target{Hardware: hw}, nil); err != nil {
-			t.Fatal(err)
-		}
-	}()
+	flashImage(t, disk, v1, policy, hw)
 	func() { // the device committed security version 2
 		conn, err := tpm.Dial(ctx, tpm.Config{Addr: sim.Addr()})
 		if err != nil {
@@ -351,5 +337,24 @@ func TestUpdateServiceInstalls(t *testing.T) {
 	st := state()
 	if st.Trial != bootctl.SlotB || st.B.State != bootctl.Trial || st.B.Firmware != v2.Manifest.Body.Firmware || st.Active != bootctl.SlotA {
 		t.Fatalf("boot control after the install: %+v", st)
+	}
+}
+
+// flashImage flashes a built release onto the disk file, as an installer
+// would.
+func flashImage(t *testing.T, disk string, b imagetest.Built, policy images.Policy, hardware string) {
+	t.Helper()
+	dev, err := flash.OpenDevice(disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	img, err := os.Open(b.Image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	if _, err := flash.Flash(context.Background(), img, int64(b.Manifest.Body.ImageSize), b.Manifest, policy, dev, flash.Target{Hardware: hardware}, nil); err != nil {
+		t.Fatal(err)
 	}
 }
