@@ -202,7 +202,11 @@ func openSafety(dir string, o Options) (*bolt.DB, error) {
 	if err := checkBoltFile(path); err != nil {
 		return nil, err
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.LockTimeout, FreelistType: bolt.FreelistMapType})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:         o.LockTimeout,
+		FreelistType:    bolt.FreelistMapType,
+		InitialMmapSize: safetyMmapBytes,
+	})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("%w: %s (waited %s)", ErrInUse, path, o.LockTimeout)
 	}
