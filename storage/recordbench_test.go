@@ -261,7 +261,9 @@ func BenchmarkCommitRecords(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			dir := b.TempDir()
 			copyDir(b, template, dir)
+			t0 := time.Now()
 			s := openStore(b, dir, storage.Options{})
+			b.Logf("open took %s", time.Since(t0))
 			defer s.Close()
 			cc := *c
 			cc.tb = b

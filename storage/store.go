@@ -132,6 +132,9 @@ type Store struct {
 	writeMu  sync.Mutex
 	payloads *segments
 	closed   atomic.Bool
+	// schema is the layout version of the store: SchemaVersion, or an
+	// older one this build reads until a block commit upgrades it.
+	schema atomic.Uint32
 
 	tip atomic.Pointer[TipInfo]
 }
@@ -245,8 +248,10 @@ func (s *Store) init() error {
 		case schema > SchemaVersion:
 			return fmt.Errorf("%w: %s has schema version %d, this build reads up to %d; run a newer hallmarkd",
 				ErrSchemaTooNew, s.dir, schema, SchemaVersion)
-		case schema < SchemaVersion:
+		case schema < oldestSchema:
 			return fmt.Errorf("%w: schema version %d has no migration", ErrNotStore, schema)
+		default:
+			s.schema.Store(schema)
 		}
 		if chain := string(meta.Get(metaChainID)); chain != s.opts.ChainID {
 			return fmt.Errorf("%w: %s holds chain %q, not %q", ErrChainMismatch, s.dir, chain, s.opts.ChainID)
@@ -279,6 +284,7 @@ func (s *Store) init() error {
 				return err
 			}
 		}
+		s.schema.Store(SchemaVersion)
 		return nil
 	})
 }
