@@ -29,3 +29,16 @@ func (s *Store) FreelistPages() (free, pending, bytes int) {
 	st := s.db.Stats()
 	return st.FreePageN, st.PendingPageN, st.FreelistInuse
 }
+
+// SafetyPageWrites returns the number of page writes bbolt has made to
+// safety.db since it was opened.
+func (s *Store) SafetyPageWrites() int64 {
+	st := s.safe.Stats()
+	return st.TxStats.GetWrite()
+}
+
+// MmapAddrs returns where the main and the safety file are mapped; an
+// address changes when bbolt maps a file again.
+func (s *Store) MmapAddrs() (main, safety uintptr) {
+	return s.db.Info().Data, s.safe.Info().Data
+}

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"hallmark/gm"
 	"hallmark/ledger"
 	"hallmark/storage"
@@ -34,10 +36,15 @@ func TestOpenRefusesTruncatedFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// bbolt grows its file ahead of use, so a cut in the unused tail loses
-	// nothing and may open; every other cut must be refused, never opened
-	// with blocks missing (or crash the process on a page past the end).
-	for _, size := range []int64{info.Size() / 2, info.Size() - 4096, 5000, 100} {
+	// bbolt grows its file ahead of use, so a cut in the unused tail (past
+	// the high-water mark of the pages in use) loses nothing and may open;
+	// every other cut must be refused, never opened with blocks missing
+	// (or crash the process on a page past the end).
+	used := boltHighWater(t, path)
+	if used > info.Size() {
+		t.Fatalf("high-water mark %d past the end of the %d-byte file", used, info.Size())
+	}
+	for _, size := range []int64{used / 2, used - 4096, info.Size() - 4096, 5000, 100} {
 		cut := t.TempDir()
 		data, _ := os.ReadFile(path)
 		if err := os.WriteFile(filepath.Join(cut, "hallmark.db"), data[:size], 0o600); err != nil {
@@ -48,7 +55,7 @@ func TestOpenRefusesTruncatedFile(t *testing.T) {
 		case err == nil:
 			tip, _ := cs.Tip()
 			cs.Close()
-			if size < info.Size()/2+1 || tip.Height != 19 {
+			if size < used || tip.Height != 19 {
 				t.Fatalf("file cut to %d of %d bytes opened with tip %d", size, info.Size(), tip.Height)
 			}
 			verifyChain(t, cut)
@@ -316,4 +323,17 @@ func (childTB) Fatal(args ...any) {
 func (childTB) Fatalf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, format+"\n", args...)
 	os.Exit(2)
+}
+
+// boltHighWater returns the bytes of a bbolt file that hold pages in use.
+func boltHighWater(t *testing.T, path string) int64 {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var size int64
+	db.View(func(tx *bolt.Tx) error { size = tx.Size(); return nil })
+	return size
 }

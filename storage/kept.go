@@ -42,7 +42,37 @@ func keptKey(height uint64, id ledger.BlockID) []byte {
 	return k
 }
 
-func putKept(tx *bolt.Tx, keep []KeptBlock) error {
+// keptDataKey names the one key of a kept block's own bucket.
+var keptDataKey = []byte("data")
+
+// Since schema version 2 each kept block has a bucket of its own under
+// its key in kept, holding its bytes under keptDataKey. Stores of version
+// 1 hold the bytes as the key's value; both forms are read and deleted.
+// With values, all the kept blocks (usually two to four) share one leaf
+// node, which bbolt does not split below five keys, so every save
+// rewrote all of them; in buckets of their own a save writes only the
+// new block.
+
+// keptData returns the bytes of the kept block under key in b, in either
+// form, or nil if there is none.
+func keptData(b *bolt.Bucket, key []byte) []byte {
+	if sub := b.Bucket(key); sub != nil {
+		return sub.Get(keptDataKey)
+	}
+	return b.Get(key)
+}
+
+// deleteKept removes the kept block under key in b, in either form.
+func deleteKept(b *bolt.Bucket, key []byte) error {
+	if b.Bucket(key) != nil {
+		return b.DeleteBucket(key)
+	}
+	return b.Delete(key)
+}
+
+// putKept stores kept blocks, each in a bucket of its own if ownBuckets
+// (schema version 2) or as a value (version 1).
+func putKept(tx *bolt.Tx, keep []KeptBlock, ownBuckets bool) error {
 	if len(keep) == 0 {
 		return nil
 	}
@@ -51,7 +81,28 @@ func putKept(tx *bolt.Tx, keep []KeptBlock) error {
 		return err
 	}
 	for _, k := range keep {
-		if err := b.Put(keptKey(k.Height, k.ID), bytes.Clone(k.Data)); err != nil {
+		key := keptKey(k.Height, k.ID)
+		if bytes.Equal(keptData(b, key), k.Data) {
+			// Already stored by an earlier save that returned after its
+			// fsync: a leader saves its block when it signs the proposal
+			// and again when it votes for it. Writing it again would only
+			// rewrite the same bytes.
+			continue
+		}
+		if err := deleteKept(b, key); err != nil {
+			return err
+		}
+		if !ownBuckets {
+			if err := b.Put(key, bytes.Clone(k.Data)); err != nil {
+				return err
+			}
+			continue
+		}
+		sub, err := b.CreateBucket(key)
+		if err != nil {
+			return err
+		}
+		if err := sub.Put(keptDataKey, bytes.Clone(k.Data)); err != nil {
 			return err
 		}
 	}
@@ -71,7 +122,7 @@ func dropKeptUpTo(tx *bolt.Tx, height uint64) error {
 		dead = append(dead, bytes.Clone(k))
 	}
 	for _, k := range dead {
-		if err := b.Delete(k); err != nil {
+		if err := deleteKept(b, k); err != nil {
 			return err
 		}
 	}
@@ -98,13 +149,17 @@ func (s *Store) KeptBlocks() ([]KeptBlock, error) {
 			if b == nil {
 				return nil
 			}
-			return b.ForEach(func(k, v []byte) error {
+			return b.ForEach(func(k, _ []byte) error {
 				if len(k) != 8+len(ledger.BlockID{}) {
 					return fmt.Errorf("%w: kept block key of %d bytes", ErrCorrupt, len(k))
 				}
 				h := binary.BigEndian.Uint64(k)
 				if hasTip && h <= tip {
 					return nil
+				}
+				v := keptData(b, k)
+				if len(v) == 0 {
+					return fmt.Errorf("%w: kept block %d %x has no data", ErrCorrupt, h, k[8:16])
 				}
 				var id ledger.BlockID
 				copy(id[:], k[8:])
@@ -188,7 +243,7 @@ func releaseKept(tx *bolt.Tx, want map[ledger.BlockID]bool) error {
 		return err
 	}
 	for _, k := range dead {
-		if err := b.Delete(k); err != nil {
+		if err := deleteKept(b, k); err != nil {
 			return err
 		}
 	}
@@ -202,7 +257,11 @@ func openSafety(dir string, o Options) (*bolt.DB, error) {
 	if err := checkBoltFile(path); err != nil {
 		return nil, err
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.LockTimeout, FreelistType: bolt.FreelistMapType})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:         o.LockTimeout,
+		FreelistType:    bolt.FreelistMapType,
+		InitialMmapSize: safetyMmapBytes,
+	})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("%w: %s (waited %s)", ErrInUse, path, o.LockTimeout)
 	}

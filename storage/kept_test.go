@@ -1,6 +1,7 @@
 package storage_test
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"os"
@@ -122,5 +123,107 @@ func TestKeptBlocksInMainFile(t *testing.T) {
 	}
 	if got, _ = s.KeptBlocks(); len(got) != 1 || got[0].Height != 2 {
 		t.Fatalf("kept blocks after releasing the old one: %+v", got)
+	}
+}
+
+// keptForms reports, for each kept block key in dir's safety.db, whether
+// it is stored in a bucket of its own (schema 2) rather than as a value
+// (schema 1).
+func keptForms(t *testing.T, dir string) map[uint64]bool {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(dir, "safety.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	out := map[uint64]bool{}
+	db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("kept"))
+		return b.ForEach(func(k, v []byte) error {
+			out[binary.BigEndian.Uint64(k)] = v == nil && b.Bucket(k) != nil
+			return nil
+		})
+	})
+	return out
+}
+
+// A store of schema version 1 (kept blocks as values) opens and works: its
+// kept blocks are read, saved and dropped in the old form until the first
+// block commit upgrades the store to version 2, after which new kept
+// blocks get buckets of their own and both forms are read, released and
+// dropped.
+func TestKeptBlocksSchema1(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir, storage.Options{})
+	c := newChain(t, 1)
+	commit(t, s, c.block(blockSpec{}))
+	s.Close()
+
+	setMeta(t, filepath.Join(dir, "hallmark.db"), "schema", binary.BigEndian.AppendUint32(nil, 1))
+	kb := func(h uint64) storage.KeptBlock {
+		return storage.KeptBlock{Height: h, ID: ledger.BlockID{byte(h)}, Data: bytes.Repeat(fmt.Appendf(nil, "block %d ", h), 500)}
+	}
+	db, err := bolt.Open(filepath.Join(dir, "safety.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := kb(4)
+	err = db.Update(func(tx *bolt.Tx) error {
+		key := binary.BigEndian.AppendUint64(nil, old.Height)
+		return tx.Bucket([]byte("kept")).Put(append(key, old.ID[:]...), old.Data)
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	s = openStore(t, dir, storage.Options{})
+	if m, _ := s.Meta(); m.Schema != 1 {
+		t.Fatalf("schema %d after opening a version 1 store, want 1 (Open writes nothing)", m.Schema)
+	}
+	if err := s.SaveSafety(ctx, []byte("r1"), kb(5)); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, s, c.block(blockSpec{txs: 1}))
+	if m, _ := s.Meta(); m.Schema != storage.SchemaVersion {
+		t.Fatalf("schema %d after a commit, want %d", m.Schema, storage.SchemaVersion)
+	}
+	for _, h := range []uint64{5, 6, 7} { // 5 again: unchanged, not rewritten
+		if err := s.SaveSafety(ctx, []byte("r2"), kb(h)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.KeptBlocks()
+	if err != nil || len(got) != 4 {
+		t.Fatalf("kept blocks: %d, %v", len(got), err)
+	}
+	for i, k := range got {
+		if want := kb(uint64(4 + i)); k.Height != want.Height || k.ID != want.ID || !bytes.Equal(k.Data, want.Data) {
+			t.Fatalf("kept block %d: height %d, %d bytes; want %d", i, k.Height, len(k.Data), want.Height)
+		}
+	}
+	s.Close()
+	if forms := keptForms(t, dir); forms[4] || forms[5] || !forms[6] || !forms[7] {
+		t.Fatalf("forms (true: own bucket) %v, want 4 and 5 values, 6 and 7 buckets", forms)
+	}
+
+	s = openStore(t, dir, storage.Options{})
+	defer s.Close()
+	if err := s.ReleaseKept(ctx, kb(4).ID, kb(6).ID); err != nil {
+		t.Fatal(err)
+	}
+	for range 6 { // tip 7
+		commit(t, s, c.block(blockSpec{txs: 1}))
+	}
+	if err := s.SaveSafety(ctx, []byte("r3"), kb(8)); err != nil { // drops 5 and 7
+		t.Fatal(err)
+	}
+	got, err = s.KeptBlocks()
+	if err != nil || len(got) != 1 || got[0].Height != 8 {
+		t.Fatalf("kept blocks after release and commits: %d (first at %d), %v", len(got), got[0].Height, err)
+	}
+	s.Close()
+	if forms := keptForms(t, dir); len(forms) != 1 || !forms[8] {
+		t.Fatalf("left in safety.db (true: own bucket): %v, want only 8", forms)
 	}
 }

@@ -45,8 +45,13 @@ var (
 	safetyKey       = []byte("current")
 )
 
-// SchemaVersion is the layout version this build reads and writes.
-const SchemaVersion = 1
+// SchemaVersion is the layout version this build writes. It also reads
+// version 1, whose kept blocks in safety.db are values rather than
+// buckets of their own, and upgrades it with its first block commit.
+const SchemaVersion = 2
+
+// oldestSchema is the oldest layout version this build reads.
+const oldestSchema = 1
 
 func u64(v uint64) []byte {
 	var b [8]byte

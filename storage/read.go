@@ -306,7 +306,7 @@ func (s *Store) SaveSafety(ctx context.Context, data []byte, keep ...KeptBlock) 
 				return err
 			}
 		}
-		return putKept(tx, keep)
+		return putKept(tx, keep, s.schema.Load() >= 2)
 	}); err != nil {
 		return fmt.Errorf("storage: save safety data: %w", err)
 	}

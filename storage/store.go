@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,6 +24,21 @@ const (
 	dbFileName     = "hallmark.db"
 	safetyFileName = "safety.db"
 	payloadDirName = "payloads"
+)
+
+// Initial sizes of the two files' memory maps. bbolt maps a file with
+// room to spare and maps it again, larger, when the file outgrows the
+// map (doubling up to 1 GiB, then 1 GiB at a time). Mapping again waits
+// for every open read transaction to end and holds off new ones, so the
+// commit that crosses the boundary stalls behind the slowest reader and
+// every reader stalls behind it; afterwards each page faults in anew.
+// Mapping generously from the start avoids that until the file is this
+// large. A map costs address space, not memory: pages are read in as
+// they are touched, and the file is not grown to the map's size.
+// 32-bit builds keep bbolt's default.
+const (
+	mainMmapBytes   = (1 << 30) * (strconv.IntSize / 64)  // hallmark.db
+	safetyMmapBytes = (64 << 20) * (strconv.IntSize / 64) // safety.db
 )
 
 // Defaults for Options fields left zero.
@@ -116,6 +132,9 @@ type Store struct {
 	writeMu  sync.Mutex
 	payloads *segments
 	closed   atomic.Bool
+	// schema is the layout version of the store: SchemaVersion, or an
+	// older one this build reads until a block commit upgrades it.
+	schema atomic.Uint32
 
 	tip atomic.Pointer[TipInfo]
 }
@@ -151,8 +170,9 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:      o.LockTimeout,
-		FreelistType: bolt.FreelistMapType,
+		Timeout:         o.LockTimeout,
+		FreelistType:    bolt.FreelistMapType,
+		InitialMmapSize: mainMmapBytes,
 	})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("%w: %s (waited %s)", ErrInUse, path, o.LockTimeout)
@@ -228,8 +248,10 @@ func (s *Store) init() error {
 		case schema > SchemaVersion:
 			return fmt.Errorf("%w: %s has schema version %d, this build reads up to %d; run a newer hallmarkd",
 				ErrSchemaTooNew, s.dir, schema, SchemaVersion)
-		case schema < SchemaVersion:
+		case schema < oldestSchema:
 			return fmt.Errorf("%w: schema version %d has no migration", ErrNotStore, schema)
+		default:
+			s.schema.Store(schema)
 		}
 		if chain := string(meta.Get(metaChainID)); chain != s.opts.ChainID {
 			return fmt.Errorf("%w: %s holds chain %q, not %q", ErrChainMismatch, s.dir, chain, s.opts.ChainID)
@@ -262,6 +284,7 @@ func (s *Store) init() error {
 				return err
 			}
 		}
+		s.schema.Store(SchemaVersion)
 		return nil
 	})
 }
