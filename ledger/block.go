@@ -94,11 +94,17 @@ type body struct {
 // EncodeBody returns the canonical encoding of the transaction list with
 // payloads removed: the bytes that are erasure-coded and stored.
 func EncodeBody(txs []Transaction) ([]byte, error) {
-	stripped := make([]Transaction, len(txs))
+	size := 16
 	for i := range txs {
-		stripped[i] = txs[i].WithoutPayload()
+		size += txSize(&txs[i], false)
 	}
-	return Marshal(body{Txs: stripped})
+	// body{Txs: stripped} as the generic encoder writes it: a map of one
+	// entry, key 1, holding the list.
+	enc := appendHead(append(appendHead(make([]byte, 0, size), cborMap, 1), 1), cborArray, uint64(len(txs)))
+	for i := range txs {
+		enc = appendTx(enc, &txs[i], false)
+	}
+	return enc, nil
 }
 
 // DecodeBody strictly decodes a stored body and validates each transaction.

@@ -107,8 +107,11 @@ type parsedKeys map[PublicKeyBytes]*gm.PublicKey
 
 // rememberWith is remember, looking keys up in (and adding them to) known
 // when it is not nil.
-func (tx *Transaction) rememberWith(known parsedKeys) {
-	m := &txMemo{body: tx.Body.clone(), id: tx.Body.ID()}
+func (tx *Transaction) rememberWith(known parsedKeys) { tx.rememberID(tx.Body.ID(), known) }
+
+// rememberID is rememberWith for a caller that knows the body's id.
+func (tx *Transaction) rememberID(id TxID, known parsedKeys) {
+	m := &txMemo{body: tx.Body.clone(), id: id}
 	keys := make([]*gm.PublicKey, len(m.body.Signers))
 	for i, s := range m.body.Signers {
 		if k := known[s]; k != nil {
@@ -198,7 +201,9 @@ func equalPtr[T comparable](a, b *T) bool {
 }
 
 // ID returns SM3 over the canonical encoding of the body.
-func (b *TxBody) ID() TxID { return gm.SM3(mustMarshal(b)) }
+func (b *TxBody) ID() TxID {
+	return gm.SM3(appendTxBody(make([]byte, 0, txBodySize(b)), b))
+}
 
 // SignBytes returns the message a signer signs for the transaction with
 // this id: a domain tag followed by the id.
@@ -321,7 +326,9 @@ func (tx *Transaction) WithoutPayload() Transaction {
 }
 
 // EncodeTx returns the canonical encoding, payload included if present.
-func EncodeTx(tx *Transaction) ([]byte, error) { return Marshal(tx) }
+func EncodeTx(tx *Transaction) ([]byte, error) {
+	return appendTx(make([]byte, 0, txSize(tx, true)), tx, true), nil
+}
 
 // DecodeTx strictly decodes and validates a transaction. It does not
 // verify signatures.
@@ -347,13 +354,20 @@ func decodeTx(b []byte, known parsedKeys) (*Transaction, error) {
 		return nil, fmt.Errorf("%w: transaction of %d bytes", ErrTooLarge, len(b))
 	}
 	var tx Transaction
-	if err := Unmarshal(b, &tx); err != nil {
-		return nil, err
+	if err := canonical.dec.Unmarshal(b, &tx); err != nil {
+		return nil, fmt.Errorf("%w: %T: %v", ErrDecode, &tx, err)
+	}
+	// Unmarshal's canonical check, with the encoder that also tells where
+	// the body is: the id is SM3 of those bytes, which are b's own.
+	again, bodyEnd := appendTxBounds(make([]byte, 0, txSize(&tx, true)), &tx)
+	if !bytes.Equal(again, b) {
+		return nil, fmt.Errorf("%w: %T", ErrNonCanonical, &tx)
 	}
 	if n := len(b) - len(tx.Payload); n > MaxTxBytes {
 		return nil, fmt.Errorf("%w: transaction of %d bytes without payload exceeds %d", ErrTooLarge, n, MaxTxBytes)
 	}
-	tx.rememberWith(known) // first, so that Validate uses the parsed signers
+	// First, so that Validate uses the parsed signers.
+	tx.rememberID(gm.SM3(b[txBodyStart:bodyEnd]), known)
 	if err := tx.Validate(); err != nil {
 		return nil, err
 	}
