@@ -3,7 +3,7 @@
 // often it is seen: from a kiosk, over HTTP, gossiped by a peer, in a
 // proposal, in the leader's own block, at execution.
 //
-// An entry is keyed by the transaction id and its signatures, not the id
+// An entry is the transaction id with a copy of its signatures, not the id
 // alone: the id covers the body but not the signatures, and a relay could
 // pass on a transaction with a signature altered. The cache is bounded: it
 // keeps two generations and drops the older when the newer fills, so the
@@ -12,6 +12,7 @@ package sigcache
 
 import (
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -23,7 +24,7 @@ import (
 // concurrent use.
 type Cache struct {
 	mu       sync.Mutex
-	cur, old map[gm.Digest]struct{}
+	cur, old map[ledger.TxID]sigSet
 	gen      int // entries per generation
 
 	verified atomic.Uint64 // transactions verified with SM2
@@ -31,52 +32,65 @@ type Cache struct {
 	hits     atomic.Uint64 // checks answered from the cache
 }
 
+// sigSet is a copy of the signatures a transaction was verified with.
+// Most transactions have one signer, which fits without an allocation.
+type sigSet struct {
+	n     int
+	first gm.Signature
+	rest  []gm.Signature
+}
+
+func sigSetOf(sigs []gm.Signature) sigSet {
+	s := sigSet{n: len(sigs)}
+	if len(sigs) > 0 {
+		s.first = sigs[0]
+		s.rest = slices.Clone(sigs[1:])
+	}
+	return s
+}
+
+func (s *sigSet) equal(sigs []gm.Signature) bool {
+	return s.n == len(sigs) && (s.n == 0 || (s.first == sigs[0] && slices.Equal(s.rest, sigs[1:])))
+}
+
 // New returns a cache that remembers at least capacity/2 and at most
 // capacity transactions.
 func New(capacity int) *Cache {
 	gen := max(capacity/2, 1)
-	return &Cache{cur: make(map[gm.Digest]struct{}, gen), old: map[gm.Digest]struct{}{}, gen: gen}
+	return &Cache{cur: make(map[ledger.TxID]sigSet, gen), old: map[ledger.TxID]sigSet{}, gen: gen}
 }
-
-// Key identifies a transaction with its signatures.
-func Key(id ledger.TxID, sigs []gm.Signature) gm.Digest {
-	parts := make([][]byte, 0, 1+len(sigs))
-	parts = append(parts, id[:])
-	for i := range sigs {
-		parts = append(parts, sigs[i][:])
-	}
-	return gm.SM3Concat(parts...)
-}
-
-// KeyOf is Key for tx.
-func KeyOf(tx *ledger.Transaction) gm.Digest { return Key(tx.ID(), tx.Signatures) }
 
 // Has reports whether tx, with exactly these signatures, was verified.
-func (c *Cache) Has(tx *ledger.Transaction) bool { return c.has(KeyOf(tx)) }
+func (c *Cache) Has(tx *ledger.Transaction) bool { return c.has(tx.ID(), tx.Signatures) }
 
-func (c *Cache) has(k gm.Digest) bool {
+// has compares the signatures byte for byte: an entry is the id and a
+// copy of the signatures, not a digest of them, so a lookup costs no
+// hashing.
+func (c *Cache) has(id ledger.TxID, sigs []gm.Signature) bool {
 	c.mu.Lock()
-	_, ok := c.cur[k]
-	if !ok {
-		_, ok = c.old[k]
+	defer c.mu.Unlock()
+	if s, ok := c.cur[id]; ok && s.equal(sigs) {
+		return true
 	}
-	c.mu.Unlock()
-	return ok
+	s, ok := c.old[id]
+	return ok && s.equal(sigs)
 }
 
 // Add records tx as verified; the caller has checked its signatures.
-func (c *Cache) Add(tx *ledger.Transaction) { c.add(KeyOf(tx)) }
+func (c *Cache) Add(tx *ledger.Transaction) { c.add(tx.ID(), tx.Signatures) }
 
-func (c *Cache) add(k gm.Digest) {
+// add remembers id with sigs. The same id verified with other signatures
+// before is forgotten (a transaction is normally seen with one set).
+func (c *Cache) add(id ledger.TxID, sigs []gm.Signature) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.cur[k]; ok {
+	if s, ok := c.cur[id]; ok && s.equal(sigs) {
 		return
 	}
-	if len(c.cur) >= c.gen {
-		c.old, c.cur = c.cur, make(map[gm.Digest]struct{}, c.gen)
+	if _, ok := c.cur[id]; !ok && len(c.cur) >= c.gen {
+		c.old, c.cur = c.cur, make(map[ledger.TxID]sigSet, c.gen)
 	}
-	c.cur[k] = struct{}{}
+	c.cur[id] = sigSetOf(sigs)
 }
 
 // Check verifies tx's signatures unless the cache says they were verified,
@@ -84,8 +98,8 @@ func (c *Cache) add(k gm.Digest) {
 // ledger.Transaction.VerifySignatures, which makes it fit
 // app.WithSignatureCheck.
 func (c *Cache) Check(tx *ledger.Transaction) error {
-	k := KeyOf(tx)
-	if c.has(k) {
+	id := tx.ID()
+	if c.has(id, tx.Signatures) {
 		c.hits.Add(1)
 		return nil
 	}
@@ -94,7 +108,7 @@ func (c *Cache) Check(tx *ledger.Transaction) error {
 		c.failed.Add(1)
 		return err
 	}
-	c.add(k)
+	c.add(id, tx.Signatures)
 	return nil
 }
 
