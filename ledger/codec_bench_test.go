@@ -97,3 +97,24 @@ func BenchmarkCodecBatch(b *testing.B) {
 		perTx(b)
 	})
 }
+
+// BenchmarkStateRoot: the state root over a block's canonical write set
+// (3,000 writes, as 1,000 record puts make), which execution computes and
+// storage checks again.
+func BenchmarkStateRoot(b *testing.B) {
+	writes := make([]ledger.Write, 3000)
+	for i := range writes {
+		k := gm.SM3([]byte{byte(i), byte(i >> 8)})
+		writes[i] = ledger.Write{Key: append([]byte("r/"), k[:]...), Value: make([]byte, 180)}
+	}
+	set, err := ledger.CanonicalWriteSet(writes)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ledger.NextStateRoot(gm.Digest{}, set); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
