@@ -30,7 +30,7 @@ func putRecord(o *op, b *txs.RecordPut, supersedes *gm.Digest) (*Record, error) 
 	if b.Kind == txs.PayloadSealed {
 		regulator := false
 		for _, a := range b.Readers {
-			acct, err := getAccount(o.st, a)
+			acct, err := o.env.account(o.st, a)
 			if err != nil {
 				return nil, err
 			}
