@@ -354,15 +354,22 @@ func decodeTx(b []byte, known parsedKeys) (*Transaction, error) {
 		return nil, fmt.Errorf("%w: transaction of %d bytes", ErrTooLarge, len(b))
 	}
 	var tx Transaction
-	if err := canonical.dec.Unmarshal(b, &tx); err != nil {
-		return nil, fmt.Errorf("%w: %T: %v", ErrDecode, &tx, err)
+	bodyEnd, ok := parseTx(b, &tx)
+	if !ok {
+		// Not laid out as parseTx expects: the generic decoder says why
+		// (or accepts what parseTx is too narrow for), and Unmarshal's
+		// canonical check follows, with the encoder that also tells where
+		// the body is.
+		if err := canonical.dec.Unmarshal(b, (*txFields)(&tx)); err != nil {
+			return nil, fmt.Errorf("%w: %T: %v", ErrDecode, &tx, err)
+		}
+		var again []byte
+		again, bodyEnd = appendTxBounds(make([]byte, 0, txSize(&tx, true)), &tx)
+		if !bytes.Equal(again, b) {
+			return nil, fmt.Errorf("%w: %T", ErrNonCanonical, &tx)
+		}
 	}
-	// Unmarshal's canonical check, with the encoder that also tells where
-	// the body is: the id is SM3 of those bytes, which are b's own.
-	again, bodyEnd := appendTxBounds(make([]byte, 0, txSize(&tx, true)), &tx)
-	if !bytes.Equal(again, b) {
-		return nil, fmt.Errorf("%w: %T", ErrNonCanonical, &tx)
-	}
+	// The id is SM3 of the body's canonical bytes, which are b's own.
 	if n := len(b) - len(tx.Payload); n > MaxTxBytes {
 		return nil, fmt.Errorf("%w: transaction of %d bytes without payload exceeds %d", ErrTooLarge, n, MaxTxBytes)
 	}
