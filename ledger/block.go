@@ -6,6 +6,7 @@ import (
 	"unicode/utf8"
 
 	"hallmark/gm"
+	"hallmark/ledger/internal/canon"
 )
 
 // BlockID is a block id (02_002): SM3 of the canonical header.
@@ -100,7 +101,7 @@ func EncodeBody(txs []Transaction) ([]byte, error) {
 	}
 	// body{Txs: stripped} as the generic encoder writes it: a map of one
 	// entry, key 1, holding the list.
-	enc := appendHead(append(appendHead(make([]byte, 0, size), cborMap, 1), 1), cborArray, uint64(len(txs)))
+	enc := canon.AppendHead(append(canon.AppendHead(make([]byte, 0, size), canon.Map, 1), 1), canon.Array, uint64(len(txs)))
 	for i := range txs {
 		enc = appendTx(enc, &txs[i], false)
 	}

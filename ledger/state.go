@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"hallmark/gm"
+	"hallmark/ledger/internal/canon"
 )
 
 // Write is one change to world state: Value nil deletes Key.
@@ -97,7 +98,7 @@ func isCanonicalWriteSet(writes []Write) bool {
 // writes for the slice, by reflection), as txcodec.go does for
 // transactions; state_test.go checks the two agree.
 func appendWriteSet(dst []byte, writes []Write) []byte {
-	dst = appendHead(dst, cborArray, uint64(len(writes)))
+	dst = canon.AppendHead(dst, canon.Array, uint64(len(writes)))
 	for i := range writes {
 		w := &writes[i]
 		fields := uint64(1)
@@ -107,12 +108,12 @@ func appendWriteSet(dst []byte, writes []Write) []byte {
 		if w.Delete {
 			fields++
 		}
-		dst = appendByteString(append(appendHead(dst, cborMap, fields), 1), w.Key)
+		dst = canon.AppendBytes(append(canon.AppendHead(dst, canon.Map, fields), 1), w.Key)
 		if len(w.Value) > 0 {
-			dst = appendByteString(append(dst, 2), w.Value)
+			dst = canon.AppendBytes(append(dst, 2), w.Value)
 		}
 		if w.Delete {
-			dst = append(dst, 3, 0xf5) // true
+			dst = append(dst, 3, canon.True)
 		}
 	}
 	return dst

@@ -1,6 +1,9 @@
 package ledger
 
-import "hallmark/gm"
+import (
+	"hallmark/gm"
+	"hallmark/ledger/internal/canon"
+)
 
 // A transaction is encoded several times on every node (its id, the strict
 // decoder's re-encoding, block bodies, proposals, kept blocks), and the
@@ -12,67 +15,25 @@ import "hallmark/gm"
 // options make the generic encoder do. txcodec_test.go checks them
 // against the generic encoder on random and fuzzed values.
 
-// CBOR major types, shifted into the head's top three bits.
-const (
-	cborUint   = 0 << 5
-	cborNegInt = 1 << 5
-	cborBytes  = 2 << 5
-	cborText   = 3 << 5
-	cborArray  = 4 << 5
-	cborMap    = 5 << 5
-)
-
-// appendHead appends a head of major type major with argument n in its
-// shortest form.
-func appendHead(dst []byte, major byte, n uint64) []byte {
-	switch {
-	case n < 24:
-		return append(dst, major|byte(n))
-	case n <= 0xff:
-		return append(dst, major|24, byte(n))
-	case n <= 0xffff:
-		return append(dst, major|25, byte(n>>8), byte(n))
-	case n <= 0xffffffff:
-		return append(dst, major|26, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-	}
-	return append(dst, major|27, byte(n>>56), byte(n>>48), byte(n>>40), byte(n>>32),
-		byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-}
-
-func appendInt(dst []byte, v int64) []byte {
-	if v >= 0 {
-		return appendHead(dst, cborUint, uint64(v))
-	}
-	return appendHead(dst, cborNegInt, uint64(-(v + 1)))
-}
-
-func appendByteString(dst, b []byte) []byte {
-	return append(appendHead(dst, cborBytes, uint64(len(b))), b...)
-}
-
-func appendTextString(dst []byte, s string) []byte {
-	return append(appendHead(dst, cborText, uint64(len(s))), s...)
-}
-
 // appendTxBody appends the canonical encoding of b.
 func appendTxBody(dst []byte, b *TxBody) []byte {
 	fields := uint64(7)
 	if b.PayloadDigest != nil {
 		fields++
 	}
-	dst = appendHead(dst, cborMap, fields)
-	dst = appendHead(append(dst, 1), cborUint, uint64(b.Version))
-	dst = appendTextString(append(dst, 2), b.ChainID)
-	dst = appendHead(append(dst, 3), cborUint, uint64(b.Type))
-	dst = appendInt(append(dst, 4), b.Timestamp)
-	dst = appendHead(append(dst, 5), cborUint, b.Nonce)
-	dst = appendHead(append(dst, 6), cborArray, uint64(len(b.Signers)))
+	dst = canon.AppendHead(dst, canon.Map, fields)
+	dst = canon.AppendHead(append(dst, 1), canon.Uint, uint64(b.Version))
+	dst = canon.AppendText(append(dst, 2), b.ChainID)
+	dst = canon.AppendHead(append(dst, 3), canon.Uint, uint64(b.Type))
+	dst = canon.AppendInt(append(dst, 4), b.Timestamp)
+	dst = canon.AppendHead(append(dst, 5), canon.Uint, b.Nonce)
+	dst = canon.AppendHead(append(dst, 6), canon.Array, uint64(len(b.Signers)))
 	for i := range b.Signers {
-		dst = appendByteString(dst, b.Signers[i][:])
+		dst = canon.AppendBytes(dst, b.Signers[i][:])
 	}
 	dst = appendEntity(append(dst, 7), &b.Entity)
 	if b.PayloadDigest != nil {
-		dst = appendByteString(append(dst, 8), b.PayloadDigest[:])
+		dst = canon.AppendBytes(append(dst, 8), b.PayloadDigest[:])
 	}
 	return dst
 }
@@ -88,16 +49,16 @@ func appendEntity(dst []byte, e *Entity) []byte {
 	if e.Memo != "" {
 		fields++
 	}
-	dst = appendHead(dst, cborMap, fields)
-	dst = appendByteString(append(dst, 1), e.Sender[:])
+	dst = canon.AppendHead(dst, canon.Map, fields)
+	dst = canon.AppendBytes(append(dst, 1), e.Sender[:])
 	if e.Recipient != nil {
-		dst = appendByteString(append(dst, 2), e.Recipient[:])
+		dst = canon.AppendBytes(append(dst, 2), e.Recipient[:])
 	}
 	if len(e.Data) > 0 {
-		dst = appendByteString(append(dst, 3), e.Data)
+		dst = canon.AppendBytes(append(dst, 3), e.Data)
 	}
 	if e.Memo != "" {
-		dst = appendTextString(append(dst, 4), e.Memo)
+		dst = canon.AppendText(append(dst, 4), e.Memo)
 	}
 	return dst
 }
@@ -126,15 +87,15 @@ func appendTxWith(dst []byte, tx *Transaction, withPayload bool) ([]byte, int) {
 	if payload {
 		fields++
 	}
-	dst = appendHead(dst, cborMap, fields)
+	dst = canon.AppendHead(dst, canon.Map, fields)
 	dst = appendTxBody(append(dst, 1), &tx.Body)
 	bodyEnd := len(dst)
-	dst = appendHead(append(dst, 2), cborArray, uint64(len(tx.Signatures)))
+	dst = canon.AppendHead(append(dst, 2), canon.Array, uint64(len(tx.Signatures)))
 	for i := range tx.Signatures {
-		dst = appendByteString(dst, tx.Signatures[i][:])
+		dst = canon.AppendBytes(dst, tx.Signatures[i][:])
 	}
 	if payload {
-		dst = appendByteString(append(dst, 3), tx.Payload)
+		dst = canon.AppendBytes(append(dst, 3), tx.Payload)
 	}
 	return dst, bodyEnd
 }

@@ -2,9 +2,9 @@ package ledger
 
 import (
 	"math"
-	"unicode/utf8"
 
 	"hallmark/gm"
+	"hallmark/ledger/internal/canon"
 )
 
 // txFields is Transaction without its methods, for the generic decoder.
@@ -35,40 +35,40 @@ func (tx *Transaction) UnmarshalCBOR(data []byte) error {
 // error it always gave. On success it also returns where the body's
 // encoding ends (it starts at txBodyStart).
 func parseTx(data []byte, tx *Transaction) (int, bool) {
-	p := cborParser{b: data}
-	fields, ok := p.mapHead(2, 3)
-	if !ok || !p.key(1) {
+	p := canon.Parser{B: data}
+	fields, ok := p.MapHead(2, 3)
+	if !ok || !p.Key(1) {
 		return 0, false
 	}
 	var t Transaction
-	if !p.txBody(&t.Body) {
+	if !parseTxBody(&p, &t.Body) {
 		return 0, false
 	}
-	bodyEnd := p.i
-	if !p.key(2) {
+	bodyEnd := p.I
+	if !p.Key(2) {
 		return 0, false
 	}
-	n, ok := p.arrayHead(1, MaxSigners)
+	n, ok := p.ArrayHead(1, MaxSigners)
 	if !ok {
 		return 0, false
 	}
 	t.Signatures = make([]gm.Signature, n)
 	for i := range t.Signatures {
-		if !p.fixed(t.Signatures[i][:]) {
+		if !p.Fixed(t.Signatures[i][:]) {
 			return 0, false
 		}
 	}
 	if fields == 3 {
-		if !p.key(3) {
+		if !p.Key(3) {
 			return 0, false
 		}
-		b, ok := p.byteString()
+		b, ok := p.Bytes()
 		if !ok || len(b) == 0 {
 			return 0, false
 		}
 		t.Payload = append([]byte(nil), b...)
 	}
-	if p.i != len(data) {
+	if !p.Done() {
 		return 0, false
 	}
 	again, end := appendTxBounds(make([]byte, 0, len(data)), &t)
@@ -79,63 +79,63 @@ func parseTx(data []byte, tx *Transaction) (int, bool) {
 	return bodyEnd, true
 }
 
-func (p *cborParser) txBody(b *TxBody) bool {
-	fields, ok := p.mapHead(7, 8)
+func parseTxBody(p *canon.Parser, b *TxBody) bool {
+	fields, ok := p.MapHead(7, 8)
 	if !ok {
 		return false
 	}
 	var v uint64
-	if !p.key(1) {
+	if !p.Key(1) {
 		return false
 	}
-	if v, ok = p.uint(math.MaxUint16); !ok {
+	if v, ok = p.Uint(math.MaxUint16); !ok {
 		return false
 	}
 	b.Version = uint16(v)
-	if !p.key(2) {
+	if !p.Key(2) {
 		return false
 	}
-	if b.ChainID, ok = p.text(); !ok {
+	if b.ChainID, ok = p.Text(); !ok {
 		return false
 	}
-	if !p.key(3) {
+	if !p.Key(3) {
 		return false
 	}
-	if v, ok = p.uint(math.MaxUint16); !ok {
+	if v, ok = p.Uint(math.MaxUint16); !ok {
 		return false
 	}
 	b.Type = TxType(v)
-	if !p.key(4) {
+	if !p.Key(4) {
 		return false
 	}
-	if b.Timestamp, ok = p.int64(); !ok {
+	if b.Timestamp, ok = p.Int64(); !ok {
 		return false
 	}
-	if !p.key(5) {
+	if !p.Key(5) {
 		return false
 	}
-	if b.Nonce, ok = p.uint(math.MaxUint64); !ok {
+	if b.Nonce, ok = p.Uint(math.MaxUint64); !ok {
 		return false
 	}
-	if !p.key(6) {
+	if !p.Key(6) {
 		return false
 	}
-	n, ok := p.arrayHead(1, MaxSigners)
+	n, ok := p.ArrayHead(1, MaxSigners)
 	if !ok {
 		return false
 	}
 	b.Signers = make([]PublicKeyBytes, n)
 	for i := range b.Signers {
-		if !p.fixed(b.Signers[i][:]) {
+		if !p.Fixed(b.Signers[i][:]) {
 			return false
 		}
 	}
-	if !p.key(7) || !p.entity(&b.Entity) {
+	if !p.Key(7) || !parseEntity(p, &b.Entity) {
 		return false
 	}
 	if fields == 8 {
 		var d gm.Digest
-		if !p.key(8) || !p.fixed(d[:]) {
+		if !p.Key(8) || !p.Fixed(d[:]) {
 			return false
 		}
 		b.PayloadDigest = &d
@@ -143,32 +143,32 @@ func (p *cborParser) txBody(b *TxBody) bool {
 	return true
 }
 
-func (p *cborParser) entity(e *Entity) bool {
-	fields, ok := p.mapHead(1, 4)
-	if !ok || !p.key(1) || !p.fixed(e.Sender[:]) {
+func parseEntity(p *canon.Parser, e *Entity) bool {
+	fields, ok := p.MapHead(1, 4)
+	if !ok || !p.Key(1) || !p.Fixed(e.Sender[:]) {
 		return false
 	}
 	// The optional fields follow in key order; a key is only this map's
 	// while fields remain (the next byte may be the enclosing map's key).
 	got := uint64(1)
-	if got < fields && p.key(2) {
+	if got < fields && p.Key(2) {
 		var a Address
-		if !p.fixed(a[:]) {
+		if !p.Fixed(a[:]) {
 			return false
 		}
 		e.Recipient = &a
 		got++
 	}
-	if got < fields && p.key(3) {
-		b, ok := p.byteString()
+	if got < fields && p.Key(3) {
+		b, ok := p.Bytes()
 		if !ok || len(b) == 0 {
 			return false
 		}
 		e.Data = append([]byte(nil), b...)
 		got++
 	}
-	if got < fields && p.key(4) {
-		s, ok := p.text()
+	if got < fields && p.Key(4) {
+		s, ok := p.Text()
 		if !ok || s == "" {
 			return false
 		}
@@ -176,115 +176,4 @@ func (p *cborParser) entity(e *Entity) bool {
 		got++
 	}
 	return got == fields
-}
-
-// cborParser reads CBOR items from b at i. Its methods report false for
-// anything but the one form they expect; the caller then gives up.
-type cborParser struct {
-	b []byte
-	i int
-}
-
-// head reads an item's head: major type (in the top three bits) and
-// argument. Indefinite lengths and reserved forms are refused.
-func (p *cborParser) head() (major byte, arg uint64, ok bool) {
-	if p.i >= len(p.b) {
-		return 0, 0, false
-	}
-	ib := p.b[p.i]
-	major, ai := ib&0xe0, ib&0x1f
-	p.i++
-	if ai < 24 {
-		return major, uint64(ai), true
-	}
-	size := 0
-	switch ai {
-	case 24:
-		size = 1
-	case 25:
-		size = 2
-	case 26:
-		size = 4
-	case 27:
-		size = 8
-	default:
-		return 0, 0, false
-	}
-	if len(p.b)-p.i < size {
-		return 0, 0, false
-	}
-	for _, c := range p.b[p.i : p.i+size] {
-		arg = arg<<8 | uint64(c)
-	}
-	p.i += size
-	return major, arg, true
-}
-
-// key consumes the one-byte map key k if it comes next.
-func (p *cborParser) key(k byte) bool {
-	if p.i < len(p.b) && p.b[p.i] == k {
-		p.i++
-		return true
-	}
-	return false
-}
-
-func (p *cborParser) mapHead(lo, hi uint64) (uint64, bool) {
-	m, n, ok := p.head()
-	return n, ok && m == cborMap && n >= lo && n <= hi
-}
-
-func (p *cborParser) arrayHead(lo, hi uint64) (uint64, bool) {
-	m, n, ok := p.head()
-	return n, ok && m == cborArray && n >= lo && n <= hi
-}
-
-func (p *cborParser) uint(max uint64) (uint64, bool) {
-	m, n, ok := p.head()
-	return n, ok && m == cborUint && n <= max
-}
-
-func (p *cborParser) int64() (int64, bool) {
-	m, n, ok := p.head()
-	if !ok || n > math.MaxInt64 {
-		return 0, false
-	}
-	switch m {
-	case cborUint:
-		return int64(n), true
-	case cborNegInt:
-		return -1 - int64(n), true
-	}
-	return 0, false
-}
-
-// raw reads a definite-length string of major type major.
-func (p *cborParser) raw(major byte) ([]byte, bool) {
-	m, n, ok := p.head()
-	if !ok || m != major || n > uint64(len(p.b)-p.i) {
-		return nil, false
-	}
-	s := p.b[p.i : p.i+int(n)]
-	p.i += int(n)
-	return s, true
-}
-
-func (p *cborParser) byteString() ([]byte, bool) { return p.raw(cborBytes) }
-
-func (p *cborParser) text() (string, bool) {
-	s, ok := p.raw(cborText)
-	if !ok || !utf8.Valid(s) {
-		return "", false
-	}
-	return string(s), true
-}
-
-// fixed reads a byte string of exactly len(dst) bytes into dst.
-func (p *cborParser) fixed(dst []byte) bool {
-	s, ok := p.raw(cborBytes)
-	if !ok || len(s) != len(dst) {
-		return false
-	}
-	copy(dst, s)
-	return true
 }
