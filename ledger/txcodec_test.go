@@ -174,7 +174,7 @@ func must(b []byte, err error) []byte {
 // encoder's bytes for random transactions of every shape.
 func TestTxEncodingMatchesGeneric(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
-	for range 3000 {
+	for range 800 {
 		checkSameEncoding(t, randomTx(r))
 	}
 	checkSameEncoding(t, &Transaction{})

@@ -78,7 +78,7 @@ func wellFormedTx(r *rand.Rand) *Transaction {
 // match the generic decoder's.
 func TestParseTxMatchesGeneric(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
-	for i := range 2000 {
+	for i := range 300 {
 		tx := wellFormedTx(r)
 		enc, err := EncodeTx(tx)
 		if err != nil {
