@@ -3,7 +3,7 @@
 // often it is seen: from a kiosk, over HTTP, gossiped by a peer, in a
 // proposal, in the leader's own block, at execution.
 //
-// An entry is the transaction id with a copy of its signatures, not the id
+// An entry is keyed by the transaction id and its signatures, not the id
 // alone: the id covers the body but not the signatures, and a relay could
 // pass on a transaction with a signature altered. The cache is bounded: it
 // keeps two generations and drops the older when the newer fills, so the
@@ -12,7 +12,6 @@ package sigcache
 
 import (
 	"runtime"
-	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -24,7 +23,7 @@ import (
 // concurrent use.
 type Cache struct {
 	mu       sync.Mutex
-	cur, old map[ledger.TxID]sigSet
+	cur, old map[gm.Digest]struct{}
 	gen      int // entries per generation
 
 	verified atomic.Uint64 // transactions verified with SM2
@@ -32,65 +31,52 @@ type Cache struct {
 	hits     atomic.Uint64 // checks answered from the cache
 }
 
-// sigSet is a copy of the signatures a transaction was verified with.
-// Most transactions have one signer, which fits without an allocation.
-type sigSet struct {
-	n     int
-	first gm.Signature
-	rest  []gm.Signature
-}
-
-func sigSetOf(sigs []gm.Signature) sigSet {
-	s := sigSet{n: len(sigs)}
-	if len(sigs) > 0 {
-		s.first = sigs[0]
-		s.rest = slices.Clone(sigs[1:])
-	}
-	return s
-}
-
-func (s *sigSet) equal(sigs []gm.Signature) bool {
-	return s.n == len(sigs) && (s.n == 0 || (s.first == sigs[0] && slices.Equal(s.rest, sigs[1:])))
-}
-
 // New returns a cache that remembers at least capacity/2 and at most
 // capacity transactions.
 func New(capacity int) *Cache {
 	gen := max(capacity/2, 1)
-	return &Cache{cur: make(map[ledger.TxID]sigSet, gen), old: map[ledger.TxID]sigSet{}, gen: gen}
+	return &Cache{cur: make(map[gm.Digest]struct{}, gen), old: map[gm.Digest]struct{}{}, gen: gen}
 }
 
-// Has reports whether tx, with exactly these signatures, was verified.
-func (c *Cache) Has(tx *ledger.Transaction) bool { return c.has(tx.ID(), tx.Signatures) }
-
-// has compares the signatures byte for byte: an entry is the id and a
-// copy of the signatures, not a digest of them, so a lookup costs no
-// hashing.
-func (c *Cache) has(id ledger.TxID, sigs []gm.Signature) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if s, ok := c.cur[id]; ok && s.equal(sigs) {
-		return true
+// Key identifies a transaction with its signatures.
+func Key(id ledger.TxID, sigs []gm.Signature) gm.Digest {
+	parts := make([][]byte, 0, 1+len(sigs))
+	parts = append(parts, id[:])
+	for i := range sigs {
+		parts = append(parts, sigs[i][:])
 	}
-	s, ok := c.old[id]
-	return ok && s.equal(sigs)
+	return gm.SM3Concat(parts...)
+}
+
+// KeyOf is Key for tx.
+func KeyOf(tx *ledger.Transaction) gm.Digest { return Key(tx.ID(), tx.Signatures) }
+
+// Has reports whether tx, with exactly these signatures, was verified.
+func (c *Cache) Has(tx *ledger.Transaction) bool { return c.has(KeyOf(tx)) }
+
+func (c *Cache) has(k gm.Digest) bool {
+	c.mu.Lock()
+	_, ok := c.cur[k]
+	if !ok {
+		_, ok = c.old[k]
+	}
+	c.mu.Unlock()
+	return ok
 }
 
 // Add records tx as verified; the caller has checked its signatures.
-func (c *Cache) Add(tx *ledger.Transaction) { c.add(tx.ID(), tx.Signatures) }
+func (c *Cache) Add(tx *ledger.Transaction) { c.add(KeyOf(tx)) }
 
-// add remembers id with sigs. The same id verified with other signatures
-// before is forgotten (a transaction is normally seen with one set).
-func (c *Cache) add(id ledger.TxID, sigs []gm.Signature) {
+func (c *Cache) add(k gm.Digest) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if s, ok := c.cur[id]; ok && s.equal(sigs) {
+	if _, ok := c.cur[k]; ok {
 		return
 	}
-	if _, ok := c.cur[id]; !ok && len(c.cur) >= c.gen {
-		c.old, c.cur = c.cur, make(map[ledger.TxID]sigSet, c.gen)
+	if len(c.cur) >= c.gen {
+		c.old, c.cur = c.cur, make(map[gm.Digest]struct{}, c.gen)
 	}
-	c.cur[id] = sigSetOf(sigs)
+	c.cur[k] = struct{}{}
 }
 
 // Check verifies tx's signatures unless the cache says they were verified,
@@ -98,8 +84,8 @@ func (c *Cache) add(id ledger.TxID, sigs []gm.Signature) {
 // ledger.Transaction.VerifySignatures, which makes it fit
 // app.WithSignatureCheck.
 func (c *Cache) Check(tx *ledger.Transaction) error {
-	id := tx.ID()
-	if c.has(id, tx.Signatures) {
+	k := KeyOf(tx)
+	if c.has(k) {
 		c.hits.Add(1)
 		return nil
 	}
@@ -108,7 +94,7 @@ func (c *Cache) Check(tx *ledger.Transaction) error {
 		c.failed.Add(1)
 		return err
 	}
-	c.add(id, tx.Signatures)
+	c.add(k)
 	return nil
 }
 
