@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"hallmark/gm"
@@ -77,6 +79,43 @@ type txMemo struct {
 	// that Validate and VerifySignatures, which run several times per
 	// transaction on a node, do not check the points again.
 	keys []*gm.PublicKey
+	// signed is SignedDigest, computed on first use (by whichever
+	// goroutine asks first; they compute the same value) with the
+	// signatures it covers.
+	signed atomic.Pointer[signedMemo]
+}
+
+type signedMemo struct {
+	sigs   []gm.Signature
+	digest gm.Digest
+}
+
+// SignedDigest returns SM3(id ‖ signature_1 ‖ … ‖ signature_n), which names
+// the transaction with exactly these signatures: the id covers the body
+// only, and a relay could alter a signature. The node's verified-signature
+// cache is keyed by it and asks for it several times per transaction, so
+// a decoded or signed transaction remembers it (for the signatures it
+// then has; after any change to body or signatures it is computed again).
+func (tx *Transaction) SignedDigest() gm.Digest {
+	m := tx.memo
+	if m == nil || !m.body.equal(&tx.Body) {
+		return signedDigest(tx.Body.ID(), tx.Signatures)
+	}
+	if sm := m.signed.Load(); sm != nil && slices.Equal(sm.sigs, tx.Signatures) {
+		return sm.digest
+	}
+	d := signedDigest(m.id, tx.Signatures)
+	m.signed.Store(&signedMemo{sigs: slices.Clone(tx.Signatures), digest: d})
+	return d
+}
+
+func signedDigest(id TxID, sigs []gm.Signature) gm.Digest {
+	msg := make([]byte, 0, len(id)+len(sigs)*gm.SignatureSize)
+	msg = append(msg, id[:]...)
+	for i := range sigs {
+		msg = append(msg, sigs[i][:]...)
+	}
+	return gm.SM3(msg)
 }
 
 // ID returns the transaction id: SM3 over the canonical encoding of the body.

@@ -248,3 +248,48 @@ func TestDecodeTxBodyID(t *testing.T) {
 		}
 	}
 }
+
+// TestSignedDigest: the remembered signed digest is SM3(id ‖ signatures)
+// and follows changes to the signatures and the body.
+func TestSignedDigest(t *testing.T) {
+	key, err := gm.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx := Transaction{Body: TxBody{Version: TxVersion, ChainID: "c", Type: TxRecordPut, Timestamp: 1,
+		Signers: []PublicKeyBytes{KeyBytes(key.PublicKey())}, Entity: Entity{Sender: AddressOf(key.PublicKey())}}}
+	if err := tx.Sign(t.Context(), key); err != nil {
+		t.Fatal(err)
+	}
+	enc, _ := EncodeTx(&tx)
+	dec, err := DecodeTx(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := func(x *Transaction) gm.Digest {
+		id := x.Body.ID()
+		parts := [][]byte{id[:]}
+		for i := range x.Signatures {
+			parts = append(parts, x.Signatures[i][:])
+		}
+		return gm.SM3Concat(parts...)
+	}
+	for range 2 { // computed, then remembered
+		if dec.SignedDigest() != want(dec) {
+			t.Fatal("signed digest differs from SM3(id ‖ signatures)")
+		}
+	}
+	altered := *dec
+	altered.Signatures = []gm.Signature{dec.Signatures[0]}
+	altered.Signatures[0][5] ^= 1
+	if altered.SignedDigest() != want(&altered) || altered.SignedDigest() == dec.SignedDigest() {
+		t.Fatal("an altered signature kept the signed digest")
+	}
+	if dec.SignedDigest() != want(dec) {
+		t.Fatal("the original's signed digest changed after a copy's")
+	}
+	altered.Body.Nonce++
+	if altered.SignedDigest() != want(&altered) {
+		t.Fatal("a changed body kept the signed digest")
+	}
+}
