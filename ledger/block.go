@@ -6,6 +6,7 @@ import (
 	"unicode/utf8"
 
 	"hallmark/gm"
+	"hallmark/ledger/internal/canon"
 )
 
 // BlockID is a block id (02_002): SM3 of the canonical header.
@@ -94,11 +95,17 @@ type body struct {
 // EncodeBody returns the canonical encoding of the transaction list with
 // payloads removed: the bytes that are erasure-coded and stored.
 func EncodeBody(txs []Transaction) ([]byte, error) {
-	stripped := make([]Transaction, len(txs))
+	size := 16
 	for i := range txs {
-		stripped[i] = txs[i].WithoutPayload()
+		size += txSize(&txs[i], false)
 	}
-	return Marshal(body{Txs: stripped})
+	// body{Txs: stripped} as the generic encoder writes it: a map of one
+	// entry, key 1, holding the list.
+	enc := canon.AppendHead(append(canon.AppendHead(make([]byte, 0, size), canon.Map, 1), 1), canon.Array, uint64(len(txs)))
+	for i := range txs {
+		enc = appendTx(enc, &txs[i], false)
+	}
+	return enc, nil
 }
 
 // DecodeBody strictly decodes a stored body and validates each transaction.

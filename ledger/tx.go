@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"hallmark/gm"
@@ -77,6 +79,43 @@ type txMemo struct {
 	// that Validate and VerifySignatures, which run several times per
 	// transaction on a node, do not check the points again.
 	keys []*gm.PublicKey
+	// signed is SignedDigest, computed on first use (by whichever
+	// goroutine asks first; they compute the same value) with the
+	// signatures it covers.
+	signed atomic.Pointer[signedMemo]
+}
+
+type signedMemo struct {
+	sigs   []gm.Signature
+	digest gm.Digest
+}
+
+// SignedDigest returns SM3(id ‖ signature_1 ‖ … ‖ signature_n), which names
+// the transaction with exactly these signatures: the id covers the body
+// only, and a relay could alter a signature. The node's verified-signature
+// cache is keyed by it and asks for it several times per transaction, so
+// a decoded or signed transaction remembers it (for the signatures it
+// then has; after any change to body or signatures it is computed again).
+func (tx *Transaction) SignedDigest() gm.Digest {
+	m := tx.memo
+	if m == nil || !m.body.equal(&tx.Body) {
+		return signedDigest(tx.Body.ID(), tx.Signatures)
+	}
+	if sm := m.signed.Load(); sm != nil && slices.Equal(sm.sigs, tx.Signatures) {
+		return sm.digest
+	}
+	d := signedDigest(m.id, tx.Signatures)
+	m.signed.Store(&signedMemo{sigs: slices.Clone(tx.Signatures), digest: d})
+	return d
+}
+
+func signedDigest(id TxID, sigs []gm.Signature) gm.Digest {
+	msg := make([]byte, 0, len(id)+len(sigs)*gm.SignatureSize)
+	msg = append(msg, id[:]...)
+	for i := range sigs {
+		msg = append(msg, sigs[i][:]...)
+	}
+	return gm.SM3(msg)
 }
 
 // ID returns the transaction id: SM3 over the canonical encoding of the body.
@@ -107,8 +146,11 @@ type parsedKeys map[PublicKeyBytes]*gm.PublicKey
 
 // rememberWith is remember, looking keys up in (and adding them to) known
 // when it is not nil.
-func (tx *Transaction) rememberWith(known parsedKeys) {
-	m := &txMemo{body: tx.Body.clone(), id: tx.Body.ID()}
+func (tx *Transaction) rememberWith(known parsedKeys) { tx.rememberID(tx.Body.ID(), known) }
+
+// rememberID is rememberWith for a caller that knows the body's id.
+func (tx *Transaction) rememberID(id TxID, known parsedKeys) {
+	m := &txMemo{body: tx.Body.clone(), id: id}
 	keys := make([]*gm.PublicKey, len(m.body.Signers))
 	for i, s := range m.body.Signers {
 		if k := known[s]; k != nil {
@@ -198,7 +240,9 @@ func equalPtr[T comparable](a, b *T) bool {
 }
 
 // ID returns SM3 over the canonical encoding of the body.
-func (b *TxBody) ID() TxID { return gm.SM3(mustMarshal(b)) }
+func (b *TxBody) ID() TxID {
+	return gm.SM3(appendTxBody(make([]byte, 0, txBodySize(b)), b))
+}
 
 // SignBytes returns the message a signer signs for the transaction with
 // this id: a domain tag followed by the id.
@@ -321,7 +365,9 @@ func (tx *Transaction) WithoutPayload() Transaction {
 }
 
 // EncodeTx returns the canonical encoding, payload included if present.
-func EncodeTx(tx *Transaction) ([]byte, error) { return Marshal(tx) }
+func EncodeTx(tx *Transaction) ([]byte, error) {
+	return appendTx(make([]byte, 0, txSize(tx, true)), tx, true), nil
+}
 
 // DecodeTx strictly decodes and validates a transaction. It does not
 // verify signatures.
@@ -347,13 +393,27 @@ func decodeTx(b []byte, known parsedKeys) (*Transaction, error) {
 		return nil, fmt.Errorf("%w: transaction of %d bytes", ErrTooLarge, len(b))
 	}
 	var tx Transaction
-	if err := Unmarshal(b, &tx); err != nil {
-		return nil, err
+	bodyEnd, ok := parseTx(b, &tx)
+	if !ok {
+		// Not laid out as parseTx expects: the generic decoder says why
+		// (or accepts what parseTx is too narrow for), and Unmarshal's
+		// canonical check follows, with the encoder that also tells where
+		// the body is.
+		if err := canonical.dec.Unmarshal(b, (*txFields)(&tx)); err != nil {
+			return nil, fmt.Errorf("%w: %T: %v", ErrDecode, &tx, err)
+		}
+		var again []byte
+		again, bodyEnd = appendTxBounds(make([]byte, 0, txSize(&tx, true)), &tx)
+		if !bytes.Equal(again, b) {
+			return nil, fmt.Errorf("%w: %T", ErrNonCanonical, &tx)
+		}
 	}
+	// The id is SM3 of the body's canonical bytes, which are b's own.
 	if n := len(b) - len(tx.Payload); n > MaxTxBytes {
 		return nil, fmt.Errorf("%w: transaction of %d bytes without payload exceeds %d", ErrTooLarge, n, MaxTxBytes)
 	}
-	tx.rememberWith(known) // first, so that Validate uses the parsed signers
+	// First, so that Validate uses the parsed signers.
+	tx.rememberID(gm.SM3(b[txBodyStart:bodyEnd]), known)
 	if err := tx.Validate(); err != nil {
 		return nil, err
 	}

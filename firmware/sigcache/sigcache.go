@@ -48,8 +48,9 @@ func Key(id ledger.TxID, sigs []gm.Signature) gm.Digest {
 	return gm.SM3Concat(parts...)
 }
 
-// KeyOf is Key for tx.
-func KeyOf(tx *ledger.Transaction) gm.Digest { return Key(tx.ID(), tx.Signatures) }
+// KeyOf is Key for tx: its signed digest, which a decoded transaction
+// computes once however often the node asks.
+func KeyOf(tx *ledger.Transaction) gm.Digest { return tx.SignedDigest() }
 
 // Has reports whether tx, with exactly these signatures, was verified.
 func (c *Cache) Has(tx *ledger.Transaction) bool { return c.has(KeyOf(tx)) }

@@ -261,3 +261,34 @@ func TestAccountSetRoles(t *testing.T) {
 		}},
 	})
 }
+
+// TestAccountChangedInBlock: an account read (and remembered decoded)
+// earlier in a block is read afresh once a transaction of the same block
+// changes it: a record from alice after alice is frozen in the block
+// fails, and one before it succeeds. Likewise a Checker that checked a
+// transaction from alice sees her frozen once its state changes.
+func TestAccountChangedInBlock(t *testing.T) {
+	c := newChain(t, keyCache{}, nil)
+	put := func(doc string) ledger.Transaction {
+		return c.tx(spec{from: "alice", body: &txs.RecordPut{RecordType: "customs.declaration", Subject: *c.addr("alice"), Digest: dptr(doc)}})
+	}
+	chk, err := c.x.NewChecker(c.store, c.time+blockStep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := chk.Check(ptr(put("early"))); err != nil {
+		t.Fatalf("checker before the freeze: %v", err)
+	}
+	before := put("before")
+	freeze := c.tx(spec{from: "regulator", to: c.addr("alice"), body: &txs.AccountFreeze{Reason: "suspicious activity"}})
+	after := put("after")
+	out := c.run(before, freeze, after)
+	if got := []reason.Code{out.Results[0].Code, out.Results[1].Code, out.Results[2].Code}; got[0] != reason.OK || got[1] != reason.OK || got[2] != reason.SenderFrozen {
+		t.Fatalf("results %v, want OK, OK, SenderFrozen", got)
+	}
+	if err := chk.Check(ptr(put("late"))); reason.Of(err) != reason.SenderFrozen {
+		t.Fatalf("checker after the freeze: %v", err)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

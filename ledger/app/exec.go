@@ -129,6 +129,8 @@ type blockEnv struct {
 	params  ledger.Params
 	filter  *txs.FilterRules
 	horizon int64
+	// accounts remembers decoded accounts; shared by a Checker's copies.
+	accounts *accountMemo
 }
 
 func (x *Executor) loadEnv(v View, height uint64, time int64, epoch uint64) (*blockEnv, error) {
@@ -139,7 +141,7 @@ func (x *Executor) loadEnv(v View, height uint64, time int64, epoch uint64) (*bl
 	if chain == nil {
 		return nil, ErrNoGenesis
 	}
-	env := &blockEnv{x: x, chainID: string(chain), height: height, time: time, epoch: epoch}
+	env := &blockEnv{x: x, chainID: string(chain), height: height, time: time, epoch: epoch, accounts: &accountMemo{}}
 	if env.params, err = getParams(v); err != nil {
 		return nil, err
 	}
@@ -194,7 +196,9 @@ func (x *Executor) ExecuteBlock(view View, parentRoot gm.Digest, b *ledger.Block
 		return nil, fmt.Errorf("%w: %d transactions exceed the parameter %d", ErrBadBlock, len(b.Txs), env.params.MaxBlockTxs)
 	}
 
-	st := NewOverlay(view)
+	// A record put makes three writes; room for four per transaction
+	// spares the map and the list most of their growing.
+	st := newOverlaySized(view, 16+4*len(b.Txs))
 	out := &Output{Results: make([]TxResult, 0, len(b.Txs))}
 	if err := env.housekeeping(st, out); err != nil {
 		return nil, err
@@ -264,7 +268,7 @@ func (x *Executor) ExecuteBlock(view View, parentRoot gm.Digest, b *ledger.Block
 	if err := putObj(st, []byte(keyTip), &newTip); err != nil {
 		return nil, err
 	}
-	if out.Writes, err = ledger.CanonicalWriteSet(st.Writes()); err != nil {
+	if out.Writes, err = st.canonicalWrites(); err != nil {
 		return nil, err
 	}
 	if out.StateRoot, err = ledger.NextStateRoot(parentRoot, out.Writes); err != nil {
@@ -375,7 +379,7 @@ func (env *blockEnv) runTx(st *Overlay, tx *ledger.Transaction) (TxResult, *txOu
 		return fail(err)
 	}
 	o.out.writes = txst.Writes()
-	st.Apply(o.out.writes)
+	st.applyOwned(o.out.writes)
 	return res, o.out, nil
 }
 
@@ -493,7 +497,7 @@ type op struct {
 // handler of the type, and applies the effects to st.
 func (env *blockEnv) dispatch(st *Overlay, tx *ledger.Transaction, id ledger.TxID, body txs.Body) (*op, error) {
 	e := &tx.Body.Entity
-	sender, err := getAccount(st, e.Sender)
+	sender, err := env.account(st, e.Sender)
 	if err != nil {
 		return nil, err
 	}

@@ -30,7 +30,7 @@ func putRecord(o *op, b *txs.RecordPut, supersedes *gm.Digest) (*Record, error) 
 	if b.Kind == txs.PayloadSealed {
 		regulator := false
 		for _, a := range b.Readers {
-			acct, err := getAccount(o.st, a)
+			acct, err := o.env.account(o.st, a)
 			if err != nil {
 				return nil, err
 			}
@@ -48,9 +48,7 @@ func putRecord(o *op, b *txs.RecordPut, supersedes *gm.Digest) (*Record, error) 
 		Digest: digest, Size: b.Size, Readers: b.Readers, Height: o.env.height, Time: o.env.time,
 		Supersedes: supersedes,
 	}
-	if err := putObj(o.st, recordKey(r.ID), r); err != nil {
-		return nil, err
-	}
+	putRecordObj(o.st, r)
 	o.st.Put(subjectKey(r.Subject, r.ID), present)
 	return r, nil
 }
@@ -76,7 +74,8 @@ func applyRecordSupersede(o *op) error {
 	}
 	id := o.id
 	prev.SupersededBy = &id
-	return putObj(o.st, recordKey(prev.ID), prev)
+	putRecordObj(o.st, prev)
+	return nil
 }
 
 func applyRecordMask(o *op) error {
@@ -92,9 +91,7 @@ func applyRecordMask(o *op) error {
 		return reason.New(reason.RecordMasked, "already masked")
 	}
 	r.Masked = &Mask{By: o.sender.Address, Time: o.env.time, Height: o.env.height, Reason: b.Reason, Tx: o.id}
-	if err := putObj(o.st, recordKey(r.ID), r); err != nil {
-		return err
-	}
+	putRecordObj(o.st, r)
 	if r.HasPayload() {
 		if err := putObj(o.st, erasedKey(r.Digest), &Erasure{Record: r.ID, Height: o.env.height}); err != nil {
 			return err

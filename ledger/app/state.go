@@ -1,8 +1,10 @@
 package app
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
+	"sync"
 
 	"hallmark/gm"
 	"hallmark/ledger"
@@ -60,6 +62,62 @@ func be32(v uint32) []byte {
 
 func getAccount(v View, a ledger.Address) (*ledger.Account, error) {
 	return getObj[ledger.Account](v, accountKey(a))
+}
+
+// accountMemo remembers accounts decoded while executing one block or
+// checking transactions against one state, by the exact bytes they were
+// decoded from: a block's transactions come mostly from a few senders,
+// and decoding the same account again (strictly: decode, re-encode,
+// compare) would give the same value. A lookup whose bytes differ (the
+// account changed in the block) decodes afresh. It is safe for
+// concurrent use, as a Checker is.
+type accountMemo struct {
+	mu sync.Mutex
+	m  map[ledger.Address]decodedAccount
+}
+
+type decodedAccount struct {
+	raw  []byte // as the view returned it; views never change returned bytes
+	acct ledger.Account
+}
+
+// accountMemoMax bounds the memo; past it, it starts again.
+const accountMemoMax = 4096
+
+// account is getAccount through env's memo. The caller gets its own copy
+// of the account's fields (its Certificate bytes are shared, and nothing
+// writes into them).
+func (env *blockEnv) account(v View, a ledger.Address) (*ledger.Account, error) {
+	m := env.accounts
+	if m == nil {
+		return getAccount(v, a)
+	}
+	key := accountKey(a)
+	b, err := v.Get(key)
+	if err != nil {
+		return nil, fmt.Errorf("app: reading state key %x: %w", key, err)
+	}
+	if b == nil {
+		return nil, nil
+	}
+	m.mu.Lock()
+	d, ok := m.m[a]
+	m.mu.Unlock()
+	if ok && bytes.Equal(d.raw, b) {
+		acct := d.acct
+		return &acct, nil
+	}
+	var acct ledger.Account
+	if err := ledger.Unmarshal(b, &acct); err != nil {
+		return nil, fmt.Errorf("app: corrupt state at key %x: %w", key, err)
+	}
+	m.mu.Lock()
+	if m.m == nil || len(m.m) >= accountMemoMax {
+		m.m = make(map[ledger.Address]decodedAccount)
+	}
+	m.m[a] = decodedAccount{raw: b, acct: acct}
+	m.mu.Unlock()
+	return &acct, nil
 }
 
 // accountByKey returns the account whose current key is k, or nil.

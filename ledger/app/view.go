@@ -1,6 +1,8 @@
 package app
 
 import (
+	"bytes"
+	"fmt"
 	"slices"
 	"sort"
 	"strings"
@@ -39,6 +41,11 @@ type Overlay struct {
 // NewOverlay returns an empty overlay on base.
 func NewOverlay(base View) *Overlay {
 	return &Overlay{base: base, vals: make(map[string]ledger.Write)}
+}
+
+// newOverlaySized is NewOverlay with room for about n writes.
+func newOverlaySized(base View, n int) *Overlay {
+	return &Overlay{base: base, vals: make(map[string]ledger.Write, n), writes: make([]ledger.Write, 0, n)}
 }
 
 // Get implements View.
@@ -131,8 +138,36 @@ func (o *Overlay) Apply(writes []ledger.Write) {
 	}
 }
 
+// applyOwned is Apply for writes whose keys nobody else holds (those of a
+// transaction's own overlay, which is dropped next): it takes the keys
+// instead of copying them.
+func (o *Overlay) applyOwned(writes []ledger.Write) {
+	for _, w := range writes {
+		if w.Delete {
+			w.Value = nil
+		}
+		o.vals[string(w.Key)] = w
+		o.writes = append(o.writes, w)
+	}
+}
+
 // Writes returns the pending writes in the order they were made.
 func (o *Overlay) Writes() []ledger.Write { return o.writes }
+
+// canonicalWrites returns what ledger.CanonicalWriteSet returns for
+// Writes(): the last write to each key, sorted by key. The overlay
+// already keeps the last write per key, so this needs no second map.
+func (o *Overlay) canonicalWrites() ([]ledger.Write, error) {
+	out := make([]ledger.Write, 0, len(o.vals))
+	for _, w := range o.vals {
+		if len(w.Key) == 0 {
+			return nil, fmt.Errorf("%w: state write with an empty key", ledger.ErrMalformed)
+		}
+		out = append(out, w)
+	}
+	slices.SortFunc(out, func(a, b ledger.Write) int { return bytes.Compare(a.Key, b.Key) })
+	return out, nil
+}
 
 // MemStore is world state held in memory: a reference View for tests,
 // tools and development nodes. It is not safe for concurrent use.

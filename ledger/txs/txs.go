@@ -78,7 +78,13 @@ func Decode(t ledger.TxType, data []byte) (Body, error) {
 	if len(data) > ledger.MaxDataBytes {
 		return nil, fmt.Errorf("%w: %d bytes exceed %d", ErrBadBody, len(data), ledger.MaxDataBytes)
 	}
-	if err := ledger.Unmarshal(data, b); err != nil {
+	if t == ledger.TxRecordPut {
+		if rp, ok := parseRecordPut(data); ok {
+			b = rp
+		} else if err := ledger.Unmarshal(data, b); err != nil {
+			return nil, fmt.Errorf("%w: %s: %v", ErrBadBody, t, err)
+		}
+	} else if err := ledger.Unmarshal(data, b); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrBadBody, t, err)
 	}
 	if err := b.Validate(); err != nil {
