@@ -60,7 +60,7 @@ bench-ledger: ## ledger execution: BenchmarkApplyBlock (1,000 record puts, witho
 
 fuzz-ledger: ## fuzz the ledger application's decoders and apply path for FUZZTIME each
 	for t in FuzzApplyRandomBlocks FuzzApplyRawBody; do $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./ledger/app/ || exit 1; done
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeBody$$' -fuzztime $(FUZZTIME) ./ledger/txs/
+	for t in FuzzDecodeBody FuzzParseRecordPut; do $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./ledger/txs/ || exit 1; done
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./ledger/envelope/
 
 # --- gm ---
