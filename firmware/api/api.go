@@ -471,15 +471,22 @@ func (s *server) results(h uint64) ([]reason.Code, error) {
 	return rec.Results, nil
 }
 
-func (s *server) writeBlock(w http.ResponseWriter, r *http.Request, h uint64) error {
-	b, err := s.cfg.Store.Block(r.Context(), h, s.cfg.Fetcher)
+// block reads the committed block at height h, rebuilding its body from
+// peers' shards when it is outside this node's window.
+func (s *server) block(ctx context.Context, h uint64) (*ledger.Block, error) {
+	b, err := s.cfg.Store.Block(ctx, h, s.cfg.Fetcher)
 	if errors.Is(err, storage.ErrNotFound) {
-		return notFound("no block at height %d", h)
+		return nil, notFound("no block at height %d", h)
 	}
 	if errors.Is(err, storage.ErrUnavailable) {
-		return &apiError{status: http.StatusServiceUnavailable, reason: "unavailable",
+		return nil, &apiError{status: http.StatusServiceUnavailable, reason: "unavailable",
 			detail: fmt.Sprintf("block %d is outside this node's window and too few peers answered with its shards: %v", h, err)}
 	}
+	return b, err
+}
+
+func (s *server) writeBlock(w http.ResponseWriter, r *http.Request, h uint64) error {
+	b, err := s.block(r.Context(), h)
 	if err != nil {
 		return err
 	}
@@ -535,7 +542,36 @@ func (s *server) blockByHeight(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return badRequest("height %q is not a number", r.PathValue("height"))
 	}
-	return s.writeBlock(w, r, h)
+	switch view := r.URL.Query().Get("view"); view {
+	case "":
+		return s.writeBlock(w, r, h)
+	case "txids":
+		return s.writeBlockTxIDs(w, r, h)
+	default:
+		return badRequest("view %q: the only view is txids", view)
+	}
+}
+
+// writeBlockTxIDs answers with a block's id and its transactions' ids in
+// block order: what a client following the chain for its own transactions
+// needs, without the transactions' bodies, results and commit proof.
+func (s *server) writeBlockTxIDs(w http.ResponseWriter, r *http.Request, h uint64) error {
+	b, err := s.block(r.Context(), h)
+	if err != nil {
+		return err
+	}
+	ids := make([]ledger.TxID, len(b.Txs))
+	for i := range b.Txs {
+		ids[i] = b.Txs[i].ID()
+	}
+	return writeJSON(w, http.StatusOK, blockTxIDsJSON{Height: h, ID: b.Header.ID(), TxIDs: ids})
+}
+
+// blockTxIDsJSON is the answer of GET /v1/blocks/{height}?view=txids.
+type blockTxIDsJSON struct {
+	Height uint64         `json:"blockHeight"`
+	ID     ledger.BlockID `json:"blockIdentity"`
+	TxIDs  []ledger.TxID  `json:"transactionIds"`
 }
 
 func (s *server) blockByID(w http.ResponseWriter, r *http.Request) error {

@@ -351,15 +351,17 @@ var errNoMetric = errors.New("clustertest: no such metric")
 // BlockTxIDs returns the ids of the transactions in node i's block at
 // height h, decoding nothing else (the benchmark's commit watcher).
 func (c *Cluster) BlockTxIDs(ctx context.Context, i int, h uint64) ([]ledger.TxID, error) {
-	var bj blockJSON
-	if err := c.get(ctx, i, "/v1/blocks/"+strconv.FormatUint(h, 10), &bj); err != nil {
+	var light struct {
+		Height uint64        `json:"blockHeight"`
+		TxIDs  []ledger.TxID `json:"transactionIds"`
+	}
+	if err := c.get(ctx, i, "/v1/blocks/"+strconv.FormatUint(h, 10)+"?view=txids", &light); err != nil {
 		return nil, err
 	}
-	ids := make([]ledger.TxID, len(bj.TxList))
-	for k, t := range bj.TxList {
-		ids[k] = t.ID
+	if light.Height != h {
+		return nil, fmt.Errorf("node %d answered for block %d with block %d", i, h, light.Height)
 	}
-	return ids, nil
+	return light.TxIDs, nil
 }
 
 // Validators is node i's view of the validator set: the current epoch's

@@ -167,6 +167,29 @@ func TestFourNodes(t *testing.T) {
 	if len(got.Txs) != len(want.Txs) {
 		t.Fatalf("rebuilt block has %d transactions, want %d", len(got.Txs), len(want.Txs))
 	}
+	// The block's transaction ids alone, from the node holding the body and
+	// from the one rebuilding it: the same ids in the same order.
+	for _, tn := range []*testNode{c.nodes[0], c.nodes[2]} {
+		var light struct {
+			Height uint64        `json:"blockHeight"`
+			TxIDs  []ledger.TxID `json:"transactionIds"`
+		}
+		if code := tn.api("GET", path+"?view=txids", nil, nil, &light); code != 200 || light.Height != first.Height || len(light.TxIDs) != len(want.Txs) {
+			t.Fatalf("node %d txids: %d, height %d, %d ids, want %d", tn.idx, code, light.Height, len(light.TxIDs), len(want.Txs))
+		}
+		for i := range want.Txs {
+			if light.TxIDs[i] != want.Txs[i].ID() {
+				t.Fatalf("node %d txids[%d] = %s, the block says %s", tn.idx, i, light.TxIDs[i], want.Txs[i].ID())
+			}
+		}
+	}
+	var e map[string]any
+	if code := c.nodes[0].api("GET", "/v1/blocks/999999?view=txids", nil, nil, &e); code != 404 {
+		t.Fatalf("txids of a block not yet made: %d", code)
+	}
+	if code := c.nodes[0].api("GET", path+"?view=headers", nil, nil, &e); code != 400 {
+		t.Fatalf("an unknown view of a block: %d", code)
+	}
 
 	// Restart: node 3 stops; the others go on; it comes back and catches up.
 	victim := c.nodes[3]
