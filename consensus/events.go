@@ -89,8 +89,14 @@ type Broadcast struct {
 // back in [Recovery.Blocks]: every certified block is then kept by at
 // least f+1 honest validators, so it survives even a restart of the whole
 // cluster.
+//
+// Kind says what is being signed (KindVote, KindTimeout or KindProposal),
+// for the driver's tracing and metrics; it changes nothing it must do.
 type Sign struct {
-	Seq     uint64
+	Seq  uint64
+	Kind Kind
+	// For is the block a vote or proposal is for (zero for a timeout).
+	For     ledger.BlockID
 	Key     gm.KeyID
 	Safety  SafetyData
 	Block   *CertifiedBlock

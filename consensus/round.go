@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"hallmark/gm"
+	"hallmark/ledger"
 )
 
 // timeoutFor returns how long round r lasts: the base timeout, doubled for
@@ -176,7 +177,14 @@ func (c *Core) requestSign(p pendingSign) {
 
 func (c *Core) startSign(p pendingSign) {
 	c.signing = &p
-	c.emit(Sign{Seq: p.seq, Key: c.selfKey(), Safety: c.safety.clone(), Block: p.store, Message: p.msg})
+	kind, block := KindVote, p.vote.BlockID
+	switch p.kind {
+	case signTimeout:
+		kind, block = KindTimeout, ledger.BlockID{}
+	case signProposal:
+		kind, block = KindProposal, p.proposal.Block.Header.ID()
+	}
+	c.emit(Sign{Seq: p.seq, Kind: kind, For: block, Key: c.selfKey(), Safety: c.safety.clone(), Block: p.store, Message: p.msg})
 }
 
 func (c *Core) onSigned(e Signed) {

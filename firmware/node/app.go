@@ -206,8 +206,13 @@ func (n *Node) afterCommit(sb *exec.Block, touched map[ledger.Address]bool, rech
 		}
 	}
 	now := n.now()
+	proposed := time.UnixMilli(int64(sb.Header.Timestamp))
 	for _, r := range n.pool.Remove(ids) {
-		n.metrics.CommitLatency.WithLabelValues(r.Origin.String()).Observe(now.Sub(r.Arrived).Seconds())
+		origin := r.Origin.String()
+		n.metrics.CommitLatency.WithLabelValues(origin).Observe(now.Sub(r.Arrived).Seconds())
+		// The block's timestamp is its leader's build request, which may
+		// precede the arrival of transactions it picked after pacing.
+		n.metrics.TxInclusion.WithLabelValues(origin).Observe(max(0, proposed.Sub(r.Arrived).Seconds()))
 	}
 	kind := "full"
 	if len(ids) == 0 {
