@@ -88,7 +88,8 @@ type Broadcast struct {
 // parent. Storage keeps it until it commits or is abandoned and hands it
 // back in [Recovery.Blocks]: every certified block is then kept by at
 // least f+1 honest validators, so it survives even a restart of the whole
-// cluster.
+// cluster. A leader's vote for its own proposal carries no Block: the
+// proposal's Sign stored it a moment before.
 //
 // Kind says what is being signed (KindVote, KindTimeout or KindProposal),
 // for the driver's tracing and metrics; it changes nothing it must do.
