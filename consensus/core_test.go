@@ -428,3 +428,39 @@ func TestSignStoresEachBlockOnce(t *testing.T) {
 		t.Fatal("no leader voted for its own proposal: the test exercised nothing")
 	}
 }
+
+// The leader that forms a QC committing its parent announces it at once:
+// on a perfect network the other nodes commit on that announcement, before
+// the next proposal (which carries the same QC) reaches them.
+func TestQCAnnouncementCommitsBeforeNextProposal(t *testing.T) {
+	c := newCluster(t, 4)
+	byKind := map[consensus.Kind]int{}
+	for steps := 0; steps < 20_000 && c.minHeight() < 12; steps++ {
+		if len(c.queue) == 0 {
+			c.fire(2000)
+			continue
+		}
+		q := c.queue[0]
+		c.queue = c.queue[1:]
+		m := c.nodes[q.to]
+		c.now++
+		effs := m.core.Step(c.now, q.ev)
+		if mr, ok := q.ev.(consensus.MessageReceived); ok {
+			for _, e := range effs {
+				if _, ok := e.(consensus.Commit); ok {
+					byKind[decodeKind(t, mr.Data).Kind()]++
+				}
+			}
+		}
+		c.apply(m, effs)
+	}
+	c.checkAgreement()
+	if byKind[consensus.KindSyncInfo] == 0 || byKind[consensus.KindProposal] > byKind[consensus.KindSyncInfo]/4 {
+		t.Fatalf("commits by the message that brought them: %v; want almost all by QC announcements (sync info)", byKind)
+	}
+	for _, m := range c.nodes {
+		if mm := m.core.Metrics(); mm.QCsAnnounced == 0 || mm.QCsAnnounced > mm.QCsFormed {
+			t.Errorf("node %d: %d QCs formed, %d announced", m.idx, mm.QCsFormed, mm.QCsAnnounced)
+		}
+	}
+}

@@ -301,7 +301,16 @@ func (c *Core) onVote(v *Vote, local bool) {
 		}
 	}
 	c.metrics.QCsFormed++
+	epoch := c.ep.Epoch()
 	c.processQC(&qc, gm.KeyID{})
+	// A QC that commits its parent goes to the others at once, not only
+	// inside this node's next proposal, which waits for the block to be
+	// built, stored and signed: every node commits that much earlier.
+	// (An epoch switch broadcasts the ending QC itself.)
+	if qc.Data.CommitsParent() && c.ep.Epoch() == epoch {
+		c.metrics.QCsAnnounced++
+		c.broadcast(c.others(), &Message{Version: Version, SyncInfo: &SyncInfo{HighQC: qc}})
+	}
 }
 
 // onTimeout collects timeouts of the current round: it joins a round's
