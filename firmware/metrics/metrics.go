@@ -62,7 +62,7 @@ func New() *Metrics {
 		BlockLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "block_latency_seconds",
 			Help: "Time from first executing a block to its commit.", Buckets: latency}),
 		ExecDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "block_phase_seconds",
-			Help: "Time spent per block: validate, build, commit (store: the storage write within it), safety (safety data and kept block, before a vote).", Buckets: latency}, []string{"phase"}),
+			Help: "Time spent per block: validate, build, pace (a leader waiting before it builds), commit (store: the storage write within it), safety (safety data and kept block, before a vote).", Buckets: latency}, []string{"phase"}),
 		BlockStage: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "block_stage_seconds",
 			Help: "Time a block spent between two stages of its life on this node, by the stage it reached (see docs/API.md).", Buckets: stages}, []string{"stage"}),
 		TxInclusion: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "tx_inclusion_seconds",
