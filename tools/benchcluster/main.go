@@ -39,6 +39,11 @@
 // All kiosks reach the nodes from 127.0.0.1, so the per-source rate limiter
 // of the kiosk fast path is switched off (xdp.ratePerSec 0).
 //
+// -rate N replaces both phases by one open loop at N transactions per
+// second (latency at a fixed load); -min-interval sets the nodes'
+// blocks.minInterval. Each measurement logs node 0's mean block stage
+// times (hallmark_block_stage_seconds, docs/API.md) over its window.
+//
 // -profile DIR saves a CPU profile of every node over each measurement
 // (from the nodes' pprof endpoint) and of the benchmark itself, and every
 // node's metrics and heap profile after each (nodeN.saturation.pprof,
@@ -84,6 +89,7 @@ type options struct {
 	verbose   bool
 	series    time.Duration
 	rate      float64
+	minIntvl  string
 }
 
 func main() {
@@ -102,6 +108,7 @@ func main() {
 	flag.StringVar(&o.profile, "profile", "", "save CPU profiles and metrics of the nodes and the benchmark over each measurement in this directory")
 	flag.BoolVar(&o.verbose, "v", false, "log the cluster's progress")
 	flag.DurationVar(&o.series, "series", 0, "before the saturation measurement, log the committed rate every 5 s for this long")
+	flag.StringVar(&o.minIntvl, "min-interval", "", "set the nodes' blocks.minInterval (a Go duration; default: the node's default)")
 	flag.Float64Var(&o.rate, "rate", 0, "skip the saturation phase and run the open loop at this many transactions per second instead of half the saturated rate (latency at a fixed load)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -139,6 +146,9 @@ func run(ctx context.Context, o options) (err error) {
 		Nodes: o.nodes, Dir: dir, Hallmarkd: o.hallmarkd, Netns: o.netns, Log: progress,
 		Configure: func(_ int, cfg map[string]any) {
 			cfg["xdp"] = map[string]any{"ratePerSec": 0}
+			if o.minIntvl != "" {
+				cfg["blocks"] = map[string]any{"minInterval": o.minIntvl}
+			}
 		},
 	})
 	if err != nil {
