@@ -267,6 +267,10 @@ func (d *Driver) carry(ctx context.Context, e consensus.Effect, stop context.Can
 	case consensus.Commit:
 		if d.cfg.Trace != nil {
 			now := d.cfg.Clock()
+			// The proof's QC certifies the child of the last committed
+			// block: a QC announcement brings it before any proposal.
+			qc := &e.Proof.QC.Data
+			d.trace(StageCertified, qc.BlockID, qc.Height, now)
 			for _, b := range e.Blocks {
 				d.trace(StageCommitted, b.Header.ID(), b.Header.Height, now)
 			}
