@@ -304,7 +304,8 @@ func (c *Core) onProposalBuilt(e ProposalBuilt) {
 	ok := parent != nil && h.Validate() == nil && b.CheckBody() == nil &&
 		h.ChainID == c.chainID && h.Epoch == e.Epoch && h.Round == e.Round &&
 		h.Height == c.buildParent.Height+1 && h.PrevHash == c.buildParent.ID &&
-		h.Proposer == c.selfKey() && h.Timestamp == c.buildTS &&
+		h.Proposer == c.selfKey() && h.Timestamp >= c.buildTS &&
+		h.Timestamp <= c.now+int64(c.ep.Config().Params.MaxClockSkewMs) &&
 		(e.Reconfig == nil || c.validReconfig(e.Reconfig))
 	if ok && parent.endsEpochBelow() {
 		ok = h.TxCount == 0 && e.Reconfig == nil

@@ -511,3 +511,59 @@ func TestNextLeaderBuildsBeforeTheQC(t *testing.T) {
 		t.Fatalf("%d blocks asked for early, %d after the QC; want nearly all early", early, onTime)
 	}
 }
+
+// An application may stamp its block later than the core asked (it waited
+// for transactions) but not beyond the leader's clock plus the allowed
+// skew: such a block is not proposed.
+func TestBuiltBlockTimestamp(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		later   int64
+		commits bool
+	}{{"later", 7, true}, {"beyond the skew", 1 << 40, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCluster(t, 4)
+			stamped := 0
+			asked := map[uint64]int64{} // round -> requested timestamp
+			for steps := 0; steps < 5_000 && c.minHeight() < 6; steps++ {
+				if len(c.queue) == 0 {
+					c.fire(2000)
+					continue
+				}
+				q := c.queue[0]
+				c.queue = c.queue[1:]
+				m := c.nodes[q.to]
+				c.now++
+				effs := m.core.Step(c.now, q.ev)
+				for i, e := range effs {
+					if b, ok := e.(consensus.BuildProposal); ok {
+						asked[b.Round] = b.Timestamp
+						b.Timestamp += tc.later
+						effs[i] = b
+					}
+					if b, ok := e.(consensus.Broadcast); ok && b.Kind == consensus.KindProposal {
+						h := decodeKind(t, b.Message).Proposal.Block.Header
+						if _, ok := asked[h.Round]; !ok {
+							continue // asked for before this loop
+						}
+						if h.Timestamp != asked[h.Round]+tc.later {
+							t.Fatalf("round %d proposed stamped %d, asked %d + %d", h.Round, h.Timestamp, asked[h.Round], tc.later)
+						}
+						stamped++
+					}
+				}
+				c.apply(m, effs)
+			}
+			if got := c.minHeight() >= 6; got != tc.commits {
+				t.Fatalf("heights %v: committing %v, want %v", c.heights(), got, tc.commits)
+			}
+			if !tc.commits {
+				if stamped != 0 {
+					t.Fatalf("%d blocks stamped beyond the leader's clock were proposed", stamped)
+				}
+			} else if stamped == 0 {
+				t.Fatal("no proposal went out")
+			}
+		})
+	}
+}

@@ -122,8 +122,10 @@ type ValidateBlock struct {
 }
 
 // BuildProposal asks the application for the block this node proposes in
-// Round: on top of Parent, at Height, with exactly this Timestamp, Epoch,
-// Round and Proposer in its header, executed, with its state and shard
+// Round: on top of Parent, at Height, with exactly this Epoch, Round and
+// Proposer in its header and a Timestamp no earlier than this one (an
+// application that waits for transactions stamps the block when it builds
+// it, and never beyond its clock), executed, with its state and shard
 // roots filled in and sealed. Empty blocks (no transactions) are required
 // after an epoch-ending block. The application answers with
 // [ProposalBuilt]; it may wait for transactions first, but should answer

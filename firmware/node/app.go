@@ -60,6 +60,9 @@ func (a consensusApp) BuildProposal(ctx context.Context, req consensus.BuildProp
 			return nil, nil, err
 		}
 		n.metrics.ExecDuration.WithLabelValues("pace").Observe(time.Since(start).Seconds())
+		// Stamp the block when it is built, not when it was asked for, so
+		// that paced blocks' timestamps are blocks.minInterval apart.
+		req.Timestamp = max(req.Timestamp, n.now().UnixMilli())
 	}
 	start := time.Now()
 	b, next, rejected, err := n.tree.Build(req, n.chainID, func(p ledger.Params, skip func(ledger.TxID) bool) []*ledger.Transaction {
