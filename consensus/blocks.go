@@ -153,7 +153,6 @@ func (c *Core) afterValid(n *node) {
 	}
 	c.tryVote(n)
 	c.tryPropose()
-	c.tryBuildEarly(n)
 	c.tryCommit()
 }
 
@@ -201,27 +200,8 @@ func (c *Core) tryPropose() {
 	if c.self < 0 || c.ep.Leader(c.round) != c.self || c.safety.Epoch != c.ep.Epoch() {
 		return
 	}
-	if c.safety.LastProposedRound >= c.round {
+	if c.safety.LastProposedRound >= c.round || c.building == c.round {
 		return
-	}
-	if c.building == c.round {
-		if !c.buildEarly {
-			return // a build is outstanding
-		}
-		if c.highQC.Data.BlockID == c.buildParent.ID && c.highQC.Data.Round+1 == c.round {
-			// The block built early extends the QC that opened the round.
-			c.buildEarly = false
-			c.buildJustify = c.highQC
-			c.buildTC = nil
-			if e := c.early; e != nil {
-				c.early = nil
-				c.onProposalBuilt(*e)
-			}
-			return
-		}
-		// It was built on a block that the round did not start from:
-		// build afresh (the early result, if it comes, is ignored).
-		c.building, c.buildEarly, c.early = 0, false, nil
 	}
 	parent := c.tree.get(c.highQC.Data.BlockID)
 	if parent == nil || parent.state != valid {
@@ -247,51 +227,8 @@ func (c *Core) tryPropose() {
 		Parent: c.buildParent, Timestamp: c.buildTS, Proposer: c.selfKey(), Empty: parent.endsEpochBelow()})
 }
 
-// tryBuildEarly asks for the next round's block as soon as this node,
-// the next round's leader, holds a valid proposal of the current round:
-// in the normal case that proposal is what the next QC certifies, and the
-// block is ready when the QC forms instead of being built after it (the
-// build's time leaves the critical path of every round). Nothing is
-// signed or stored before the QC comes (tryPropose); a block built on a
-// proposal that does not get certified is dropped.
-func (c *Core) tryBuildEarly(n *node) {
-	next := c.round + 1
-	if c.self < 0 || !n.proposal || n.round != c.round || c.proposals[c.round] != n.id ||
-		c.ep.Leader(next) != c.self || c.safety.Epoch != c.ep.Epoch() || c.safety.LastProposedRound >= next {
-		return
-	}
-	if c.building >= next || (c.building == c.round && c.safety.LastProposedRound < c.round) {
-		return // already asked, or a build for this round is outstanding
-	}
-	if n.endsEpochBelow() && n.suffix+1 > MaxProofLinks-2 {
-		return
-	}
-	c.building = next
-	c.buildEarly = true
-	c.early = nil
-	c.buildParent = n.ref()
-	c.buildJustify = QC{}
-	c.buildTC = nil
-	c.buildTS = max(c.now, n.header.Timestamp+1)
-	c.metrics.EarlyBuilds++
-	c.emit(BuildProposal{Epoch: c.ep.Epoch(), Round: next, Height: n.header.Height + 1,
-		Parent: c.buildParent, Timestamp: c.buildTS, Proposer: c.selfKey(), Empty: n.endsEpochBelow(), Early: true})
-}
-
 func (c *Core) onProposalBuilt(e ProposalBuilt) {
-	if e.Epoch != c.ep.Epoch() || e.Round != c.building {
-		return
-	}
-	if e.Block != nil && e.Block.Header.PrevHash != c.buildParent.ID {
-		return // an early build given up for one on another parent
-	}
-	if c.buildEarly {
-		if e.Round == c.round+1 {
-			c.early = &e // wait for the QC on its parent
-		}
-		return
-	}
-	if e.Round != c.round {
+	if e.Epoch != c.ep.Epoch() || e.Round != c.building || e.Round != c.round {
 		return
 	}
 	if e.Err != nil || e.Block == nil {
@@ -499,7 +436,7 @@ func (c *Core) switchEpoch(cfg *EpochConfig, root *node, endQC *QC) {
 	clear(c.fetching)
 	clear(c.helped)
 	c.commits = nil
-	c.building, c.buildEarly, c.early = 0, false, nil
+	c.building = 0
 	c.signQueue = nil
 	c.recent = nil
 	c.syncMore = false

@@ -195,11 +195,6 @@ type Core struct {
 	buildTS      int64
 	buildJustify QC
 	buildTC      *TC
-	// buildEarly: the outstanding build was asked for before the QC on
-	// its parent formed (buildJustify is not known yet); early holds
-	// its result until that QC comes.
-	buildEarly bool
-	early      *ProposalBuilt
 
 	fetching  map[ledger.BlockID]bool
 	syncing   bool

@@ -465,53 +465,6 @@ func TestQCAnnouncementCommitsBeforeNextProposal(t *testing.T) {
 	}
 }
 
-// The next round's leader asks for its block as soon as the current
-// round's proposal is valid, before the QC on it forms, and proposes it
-// once the QC comes: on a perfect network nearly every block is built
-// early, and every proposal still extends the QC that opened its round.
-func TestNextLeaderBuildsBeforeTheQC(t *testing.T) {
-	c := newCluster(t, 4)
-	early, onTime := 0, 0
-	for steps := 0; steps < 20_000 && c.minHeight() < 12; steps++ {
-		if len(c.queue) == 0 {
-			c.fire(2000)
-			continue
-		}
-		q := c.queue[0]
-		c.queue = c.queue[1:]
-		m := c.nodes[q.to]
-		c.now++
-		effs := m.core.Step(c.now, q.ev)
-		st := m.core.Status()
-		for _, e := range effs {
-			switch e := e.(type) {
-			case consensus.BuildProposal:
-				switch e.Round {
-				case st.Round + 1:
-					early++
-				case st.Round:
-					onTime++
-				default:
-					t.Fatalf("node %d in round %d asks for a block of round %d", m.idx, st.Round, e.Round)
-				}
-			case consensus.Broadcast:
-				if e.Kind != consensus.KindProposal {
-					continue
-				}
-				p := decodeKind(t, e.Message).Proposal
-				if p.Block.Header.Round != st.Round || p.Justify.Data.Round+1 != st.Round || p.Justify.Data.BlockID != p.Block.Header.PrevHash {
-					t.Fatalf("node %d in round %d proposes round %d on a QC of round %d", m.idx, st.Round, p.Block.Header.Round, p.Justify.Data.Round)
-				}
-			}
-		}
-		c.apply(m, effs)
-	}
-	c.checkAgreement()
-	if early < 8 || onTime > early/4 {
-		t.Fatalf("%d blocks asked for early, %d after the QC; want nearly all early", early, onTime)
-	}
-}
-
 // An application may stamp its block later than the core asked (it waited
 // for transactions) but not beyond the leader's clock plus the allowed
 // skew: such a block is not proposed.

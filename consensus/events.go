@@ -138,11 +138,6 @@ type BuildProposal struct {
 	Timestamp int64
 	Proposer  gm.KeyID
 	Empty     bool
-	// Early: asked for before the QC on Parent formed (this node leads
-	// the next round and Parent is the current round's valid proposal).
-	// The proposal goes out only once that QC comes, and not at all if
-	// the round starts from another block.
-	Early bool
 }
 
 // Commit hands the application blocks that are final, in height order,

@@ -78,7 +78,6 @@ type Metrics struct {
 	Validations      uint64
 	ValidationErrors uint64
 	ProposalErrors   uint64
-	EarlyBuilds      uint64 // next-round blocks asked for before the QC on their parent
 	SignRequests     uint64
 	SignErrors       uint64
 	FetchRequests    uint64
@@ -111,7 +110,7 @@ func (m *Metrics) Each(f func(name string, v uint64)) {
 		{"qcs_formed", m.QCsFormed}, {"qcs_announced", m.QCsAnnounced}, {"tcs_formed", m.TCsFormed}, {"rounds_entered", m.RoundsEntered},
 		{"local_timeouts", m.LocalTimeouts}, {"blocks_committed", m.BlocksCommitted}, {"commits", m.Commits},
 		{"epoch_changes", m.EpochChanges}, {"validations", m.Validations}, {"validation_errors", m.ValidationErrors},
-		{"proposal_errors", m.ProposalErrors}, {"early_builds", m.EarlyBuilds}, {"sign_requests", m.SignRequests}, {"sign_errors", m.SignErrors},
+		{"proposal_errors", m.ProposalErrors}, {"sign_requests", m.SignRequests}, {"sign_errors", m.SignErrors},
 		{"fetch_requests", m.FetchRequests}, {"sync_requests", m.SyncRequests}, {"sync_served", m.SyncServed},
 		{"buffered_next_epoch", m.BufferedNext}, {"commit_stalled", m.CommitStalled},
 	} {

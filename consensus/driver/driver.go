@@ -1,9 +1,8 @@
 // Package driver runs a consensus core in real time: one goroutine owns the
 // core and feeds it events stamped with the wall clock; a signer goroutine
-// stores safety data and signs; an application goroutine validates and
-// commits blocks and serves sync reads; a builder goroutine builds this
-// node's proposals (a leader that waits for transactions holds up nothing
-// else); a timer fires the round timeout. The network, the application and storage, and the keys come in
+// stores safety data and signs; an application goroutine validates, builds
+// and commits blocks and serves sync reads; a timer fires the round
+// timeout. The network, the application and storage, and the keys come in
 // through small interfaces that the node runtime wires to QUIC, the ledger
 // and bbolt, and the hsm package.
 package driver
@@ -45,9 +44,7 @@ type App interface {
 	// epoch.
 	ValidateBlock(ctx context.Context, req consensus.ValidateBlock) (*consensus.EpochConfig, error)
 	// BuildProposal builds, executes and seals the block req describes.
-	// It may wait a little for transactions. It runs on its own goroutine,
-	// concurrently with the other methods (the core may ask for the next
-	// round's block while it still validates and commits).
+	// It may wait a little for transactions.
 	BuildProposal(ctx context.Context, req consensus.BuildProposal) (*ledger.Block, *consensus.EpochConfig, error)
 	// Commit makes blocks final: flush their writes, store them with the
 	// proof, record an epoch change. An error stops the node.
@@ -90,7 +87,6 @@ type Driver struct {
 	events chan consensus.Event
 	signQ  *workQueue
 	appQ   *workQueue
-	buildQ *workQueue
 
 	mu      sync.Mutex
 	status  consensus.Status
@@ -119,7 +115,6 @@ func New(cfg Config) (*Driver, error) {
 		events: make(chan consensus.Event, 256),
 		signQ:  newWorkQueue(),
 		appQ:   newWorkQueue(),
-		buildQ: newWorkQueue(),
 	}, nil
 }
 
@@ -144,10 +139,9 @@ func (d *Driver) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(2)
 	go func() { defer wg.Done(); d.signQ.run(ctx) }()
 	go func() { defer wg.Done(); d.appQ.run(ctx) }()
-	go func() { defer wg.Done(); d.buildQ.run(ctx) }()
 	defer wg.Wait()
 
 	timer := time.NewTimer(time.Hour)
@@ -219,12 +213,6 @@ func (d *Driver) carry(ctx context.Context, e consensus.Effect, stop context.Can
 	case consensus.SetTimer:
 		return e.Seq, e.AfterMs, true
 	case consensus.Sign:
-		if e.Kind == consensus.KindProposal && e.Block != nil {
-			// A proposal is signed once the QC on its parent is here
-			// (for a block built early, only now).
-			h := &e.Block.Block.Header
-			d.trace(StageCertified, h.PrevHash, h.Height-1, d.cfg.Clock())
-		}
 		d.signQ.push(func(ctx context.Context) {
 			ev := consensus.Signed{Seq: e.Seq}
 			if err := d.cfg.Safety.SaveSafety(ctx, e.Safety, e.Block); err != nil {
@@ -264,10 +252,8 @@ func (d *Driver) carry(ctx context.Context, e consensus.Effect, stop context.Can
 		})
 	case consensus.BuildProposal:
 		requested := d.cfg.Clock()
-		if !e.Early {
-			d.trace(StageCertified, e.Parent.ID, e.Parent.Height, requested)
-		}
-		d.buildQ.push(func(ctx context.Context) {
+		d.trace(StageCertified, e.Parent.ID, e.Parent.Height, requested)
+		d.appQ.push(func(ctx context.Context) {
 			b, reconfig, err := d.cfg.App.BuildProposal(ctx, e)
 			if err != nil {
 				log.Warn("building a proposal failed", "round", e.Round, "err", err)
@@ -286,9 +272,7 @@ func (d *Driver) carry(ctx context.Context, e consensus.Effect, stop context.Can
 			qc := &e.Proof.QC.Data
 			d.trace(StageCertified, qc.BlockID, qc.Height, now)
 			for _, b := range e.Blocks {
-				id := b.Header.ID()
-				d.trace(StageCertified, id, b.Header.Height, now) // if nothing said so before
-				d.trace(StageCommitted, id, b.Header.Height, now)
+				d.trace(StageCommitted, b.Header.ID(), b.Header.Height, now)
 			}
 		}
 		d.appQ.push(func(ctx context.Context) {

@@ -28,9 +28,7 @@ const maxProposalPayloads = 32 << 20
 // consensusApp is the node's side of the consensus driver: validation,
 // block building, commits, the committed chain for peers' catch-up, and
 // durable safety data. Its methods run on the driver's application
-// goroutine (SaveSafety on the signer goroutine, BuildProposal on the
-// builder goroutine, concurrently with validation and commits: the tree,
-// the mempool and the cost estimate lock for themselves).
+// goroutine (SaveSafety on the signer goroutine).
 type consensusApp struct{ n *Node }
 
 // ValidateBlock implements driver.App.
