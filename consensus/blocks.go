@@ -187,8 +187,11 @@ func (c *Core) tryVote(n *node) {
 	c.snapshotCerts()
 	vd := VoteData{Epoch: c.ep.Epoch(), Round: n.round, BlockID: n.id, Height: n.header.Height,
 		ParentID: p.id, ParentRound: n.justify.Data.Round}
-	c.requestSign(pendingSign{kind: signVote, vote: vd, msg: VoteSignBytes(c.chainID, vd),
-		store: &CertifiedBlock{Block: *n.block, Justify: *n.justify}})
+	var store *CertifiedBlock
+	if !n.kept {
+		store = &CertifiedBlock{Block: *n.block, Justify: *n.justify}
+	}
+	c.requestSign(pendingSign{kind: signVote, vote: vd, msg: VoteSignBytes(c.chainID, vd), store: store})
 }
 
 // tryPropose asks the application for a block when this node leads the
@@ -238,7 +241,8 @@ func (c *Core) onProposalBuilt(e ProposalBuilt) {
 	ok := parent != nil && h.Validate() == nil && b.CheckBody() == nil &&
 		h.ChainID == c.chainID && h.Epoch == e.Epoch && h.Round == e.Round &&
 		h.Height == c.buildParent.Height+1 && h.PrevHash == c.buildParent.ID &&
-		h.Proposer == c.selfKey() && h.Timestamp == c.buildTS &&
+		h.Proposer == c.selfKey() && h.Timestamp >= c.buildTS &&
+		h.Timestamp <= c.now+int64(c.ep.Config().Params.MaxClockSkewMs) &&
 		(e.Reconfig == nil || c.validReconfig(e.Reconfig))
 	if ok && parent.endsEpochBelow() {
 		ok = h.TxCount == 0 && e.Reconfig == nil
@@ -272,6 +276,7 @@ func (c *Core) acceptOwnProposal(p *Proposal, reconfig *EpochConfig) {
 	}
 	n := c.tree.add(parent, &p.Block, id, &p.Justify, p.TC)
 	n.proposal = true
+	n.kept = true
 	if parent.endsEpochBelow() {
 		n.suffix = parent.suffix + 1
 	}

@@ -377,3 +377,146 @@ func TestEpochChange(t *testing.T) {
 		t.Fatal("no epoch-2 block committed")
 	}
 }
+
+// Every block a node votes for or proposes is stored with the safety data
+// of a Sign before the signature: a proposal's Sign carries the block, a
+// vote's Sign carries it unless the node proposed it (and stored it)
+// itself. Each Sign names what it signs and for which block.
+func TestSignStoresEachBlockOnce(t *testing.T) {
+	c := newCluster(t, 4)
+	c.runUntil(10, 100_000)
+	ownVotes := 0
+	for _, m := range c.nodes {
+		stored := map[ledger.BlockID]bool{}
+		for _, e := range m.log {
+			s, ok := e.(consensus.Sign)
+			if !ok {
+				continue
+			}
+			if s.Block != nil {
+				if id := s.Block.Block.Header.ID(); id != s.For {
+					t.Fatalf("node %d: Sign for %s stores block %s", m.idx, s.For, id)
+				}
+			}
+			switch s.Kind {
+			case consensus.KindProposal:
+				if s.Block == nil {
+					t.Fatalf("node %d: a proposal's Sign without its block", m.idx)
+				}
+			case consensus.KindVote:
+				if s.Block == nil {
+					if !stored[s.For] {
+						t.Fatalf("node %d votes for %s, which no Sign stored", m.idx, s.For)
+					}
+					ownVotes++
+				} else if stored[s.For] {
+					t.Fatalf("node %d stores block %s a second time", m.idx, s.For)
+				}
+			case consensus.KindTimeout:
+				if s.Block != nil || s.For != (ledger.BlockID{}) {
+					t.Fatalf("node %d: a timeout's Sign names a block", m.idx)
+				}
+			default:
+				t.Fatalf("node %d: Sign of kind %v", m.idx, s.Kind)
+			}
+			if s.Block != nil {
+				stored[s.For] = true
+			}
+		}
+	}
+	if ownVotes == 0 {
+		t.Fatal("no leader voted for its own proposal: the test exercised nothing")
+	}
+}
+
+// The leader that forms a QC committing its parent announces it at once:
+// on a perfect network the other nodes commit on that announcement, before
+// the next proposal (which carries the same QC) reaches them.
+func TestQCAnnouncementCommitsBeforeNextProposal(t *testing.T) {
+	c := newCluster(t, 4)
+	byKind := map[consensus.Kind]int{}
+	for steps := 0; steps < 20_000 && c.minHeight() < 12; steps++ {
+		if len(c.queue) == 0 {
+			c.fire(2000)
+			continue
+		}
+		q := c.queue[0]
+		c.queue = c.queue[1:]
+		m := c.nodes[q.to]
+		c.now++
+		effs := m.core.Step(c.now, q.ev)
+		if mr, ok := q.ev.(consensus.MessageReceived); ok {
+			for _, e := range effs {
+				if _, ok := e.(consensus.Commit); ok {
+					byKind[decodeKind(t, mr.Data).Kind()]++
+				}
+			}
+		}
+		c.apply(m, effs)
+	}
+	c.checkAgreement()
+	if byKind[consensus.KindSyncInfo] == 0 || byKind[consensus.KindProposal] > byKind[consensus.KindSyncInfo]/4 {
+		t.Fatalf("commits by the message that brought them: %v; want almost all by QC announcements (sync info)", byKind)
+	}
+	for _, m := range c.nodes {
+		if mm := m.core.Metrics(); mm.QCsAnnounced == 0 || mm.QCsAnnounced > mm.QCsFormed {
+			t.Errorf("node %d: %d QCs formed, %d announced", m.idx, mm.QCsFormed, mm.QCsAnnounced)
+		}
+	}
+}
+
+// An application may stamp its block later than the core asked (it waited
+// for transactions) but not beyond the leader's clock plus the allowed
+// skew: such a block is not proposed.
+func TestBuiltBlockTimestamp(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		later   int64
+		commits bool
+	}{{"later", 7, true}, {"beyond the skew", 1 << 40, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCluster(t, 4)
+			stamped := 0
+			asked := map[uint64]int64{} // round -> requested timestamp
+			for steps := 0; steps < 5_000 && c.minHeight() < 6; steps++ {
+				if len(c.queue) == 0 {
+					c.fire(2000)
+					continue
+				}
+				q := c.queue[0]
+				c.queue = c.queue[1:]
+				m := c.nodes[q.to]
+				c.now++
+				effs := m.core.Step(c.now, q.ev)
+				for i, e := range effs {
+					if b, ok := e.(consensus.BuildProposal); ok {
+						asked[b.Round] = b.Timestamp
+						b.Timestamp += tc.later
+						effs[i] = b
+					}
+					if b, ok := e.(consensus.Broadcast); ok && b.Kind == consensus.KindProposal {
+						h := decodeKind(t, b.Message).Proposal.Block.Header
+						if _, ok := asked[h.Round]; !ok {
+							continue // asked for before this loop
+						}
+						if h.Timestamp != asked[h.Round]+tc.later {
+							t.Fatalf("round %d proposed stamped %d, asked %d + %d", h.Round, h.Timestamp, asked[h.Round], tc.later)
+						}
+						stamped++
+					}
+				}
+				c.apply(m, effs)
+			}
+			if got := c.minHeight() >= 6; got != tc.commits {
+				t.Fatalf("heights %v: committing %v, want %v", c.heights(), got, tc.commits)
+			}
+			if !tc.commits {
+				if stamped != 0 {
+					t.Fatalf("%d blocks stamped beyond the leader's clock were proposed", stamped)
+				}
+			} else if stamped == 0 {
+				t.Fatal("no proposal went out")
+			}
+		})
+	}
+}

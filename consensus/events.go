@@ -88,9 +88,16 @@ type Broadcast struct {
 // parent. Storage keeps it until it commits or is abandoned and hands it
 // back in [Recovery.Blocks]: every certified block is then kept by at
 // least f+1 honest validators, so it survives even a restart of the whole
-// cluster.
+// cluster. A leader's vote for its own proposal carries no Block: the
+// proposal's Sign stored it a moment before.
+//
+// Kind says what is being signed (KindVote, KindTimeout or KindProposal),
+// for the driver's tracing and metrics; it changes nothing it must do.
 type Sign struct {
-	Seq     uint64
+	Seq  uint64
+	Kind Kind
+	// For is the block a vote or proposal is for (zero for a timeout).
+	For     ledger.BlockID
 	Key     gm.KeyID
 	Safety  SafetyData
 	Block   *CertifiedBlock
@@ -115,8 +122,10 @@ type ValidateBlock struct {
 }
 
 // BuildProposal asks the application for the block this node proposes in
-// Round: on top of Parent, at Height, with exactly this Timestamp, Epoch,
-// Round and Proposer in its header, executed, with its state and shard
+// Round: on top of Parent, at Height, with exactly this Epoch, Round and
+// Proposer in its header and a Timestamp no earlier than this one (an
+// application that waits for transactions stamps the block when it builds
+// it, and never beyond its clock), executed, with its state and shard
 // roots filled in and sealed. Empty blocks (no transactions) are required
 // after an epoch-ending block. The application answers with
 // [ProposalBuilt]; it may wait for transactions first, but should answer

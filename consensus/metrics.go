@@ -68,6 +68,7 @@ type Metrics struct {
 	VotesSent        uint64
 	TimeoutsSent     uint64
 	QCsFormed        uint64
+	QCsAnnounced     uint64 // QCs formed here that committed a block, broadcast at once
 	TCsFormed        uint64
 	RoundsEntered    uint64
 	LocalTimeouts    uint64
@@ -106,7 +107,7 @@ func (m *Metrics) Each(f func(name string, v uint64)) {
 		v    uint64
 	}{
 		{"proposals_sent", m.ProposalsSent}, {"votes_sent", m.VotesSent}, {"timeouts_sent", m.TimeoutsSent},
-		{"qcs_formed", m.QCsFormed}, {"tcs_formed", m.TCsFormed}, {"rounds_entered", m.RoundsEntered},
+		{"qcs_formed", m.QCsFormed}, {"qcs_announced", m.QCsAnnounced}, {"tcs_formed", m.TCsFormed}, {"rounds_entered", m.RoundsEntered},
 		{"local_timeouts", m.LocalTimeouts}, {"blocks_committed", m.BlocksCommitted}, {"commits", m.Commits},
 		{"epoch_changes", m.EpochChanges}, {"validations", m.Validations}, {"validation_errors", m.ValidationErrors},
 		{"proposal_errors", m.ProposalErrors}, {"sign_requests", m.SignRequests}, {"sign_errors", m.SignErrors},

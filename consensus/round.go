@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"hallmark/gm"
+	"hallmark/ledger"
 )
 
 // timeoutFor returns how long round r lasts: the base timeout, doubled for
@@ -176,7 +177,14 @@ func (c *Core) requestSign(p pendingSign) {
 
 func (c *Core) startSign(p pendingSign) {
 	c.signing = &p
-	c.emit(Sign{Seq: p.seq, Key: c.selfKey(), Safety: c.safety.clone(), Block: p.store, Message: p.msg})
+	kind, block := KindVote, p.vote.BlockID
+	switch p.kind {
+	case signTimeout:
+		kind, block = KindTimeout, ledger.BlockID{}
+	case signProposal:
+		kind, block = KindProposal, p.proposal.Block.Header.ID()
+	}
+	c.emit(Sign{Seq: p.seq, Kind: kind, For: block, Key: c.selfKey(), Safety: c.safety.clone(), Block: p.store, Message: p.msg})
 }
 
 func (c *Core) onSigned(e Signed) {
@@ -293,7 +301,16 @@ func (c *Core) onVote(v *Vote, local bool) {
 		}
 	}
 	c.metrics.QCsFormed++
+	epoch := c.ep.Epoch()
 	c.processQC(&qc, gm.KeyID{})
+	// A QC that commits its parent goes to the others at once, not only
+	// inside this node's next proposal, which waits for the block to be
+	// built, stored and signed: every node commits that much earlier.
+	// (An epoch switch broadcasts the ending QC itself.)
+	if qc.Data.CommitsParent() && c.ep.Epoch() == epoch {
+		c.metrics.QCsAnnounced++
+		c.broadcast(c.others(), &Message{Version: Version, SyncInfo: &SyncInfo{HighQC: qc}})
+	}
 }
 
 // onTimeout collects timeouts of the current round: it joins a round's

@@ -32,6 +32,9 @@ type node struct {
 	// uncommitted epoch-ending ancestor (0: none).
 	suffix   int
 	proposal bool // arrived as a verified proposal of its round
+	// kept: this node's own proposal, stored with it (so its vote need
+	// not store the block again).
+	kept     bool
 	children []*node
 }
 

@@ -74,6 +74,9 @@ type Config struct {
 	// Clock returns the time; nil means time.Now.
 	Clock  func() time.Time
 	Logger *slog.Logger
+	// Trace, if set, is told when a block reaches each Stage. It is
+	// called from the driver's goroutines and must not block.
+	Trace func(TraceEvent)
 }
 
 // Driver runs one core.
@@ -221,26 +224,57 @@ func (d *Driver) carry(ctx context.Context, e consensus.Effect, stop context.Can
 			}
 			if ev.Err != nil {
 				log.Warn("consensus signing failed", "err", ev.Err)
+			} else if e.Kind == consensus.KindProposal {
+				d.trace(StageProposed, e.For, 0, d.cfg.Clock())
+			} else if e.Kind == consensus.KindVote {
+				d.trace(StageVoted, e.For, 0, d.cfg.Clock())
 			}
 			d.post(ctx, ev)
 		})
 	case consensus.ValidateBlock:
+		h := &e.Block.Header
+		id := h.ID()
+		if d.cfg.Trace != nil {
+			// The block's parent is certified here: by the block's own
+			// justification, or by a commit proof for synced blocks.
+			now := d.cfg.Clock()
+			d.trace(StageCertified, e.Parent.ID, e.Parent.Height, now)
+			d.trace(StageReceived, id, h.Height, now)
+		}
 		d.appQ.push(func(ctx context.Context) {
 			reconfig, err := d.cfg.App.ValidateBlock(ctx, e)
 			if err != nil {
-				log.Info("block rejected", "height", e.Block.Header.Height, "round", e.Block.Header.Round, "err", err)
+				log.Info("block rejected", "height", h.Height, "round", h.Round, "err", err)
+			} else {
+				d.trace(StageValidated, id, h.Height, d.cfg.Clock())
 			}
-			d.post(ctx, consensus.BlockValidated{BlockID: e.Block.Header.ID(), Err: err, Reconfig: reconfig})
+			d.post(ctx, consensus.BlockValidated{BlockID: id, Err: err, Reconfig: reconfig})
 		})
 	case consensus.BuildProposal:
+		requested := d.cfg.Clock()
+		d.trace(StageCertified, e.Parent.ID, e.Parent.Height, requested)
 		d.appQ.push(func(ctx context.Context) {
 			b, reconfig, err := d.cfg.App.BuildProposal(ctx, e)
 			if err != nil {
 				log.Warn("building a proposal failed", "round", e.Round, "err", err)
+			} else if d.cfg.Trace != nil {
+				id := b.Header.ID()
+				d.trace(StageBuildRequested, id, b.Header.Height, requested)
+				d.trace(StageBuilt, id, b.Header.Height, d.cfg.Clock())
 			}
 			d.post(ctx, consensus.ProposalBuilt{Epoch: e.Epoch, Round: e.Round, Block: b, Reconfig: reconfig, Err: err})
 		})
 	case consensus.Commit:
+		if d.cfg.Trace != nil {
+			now := d.cfg.Clock()
+			// The proof's QC certifies the child of the last committed
+			// block: a QC announcement brings it before any proposal.
+			qc := &e.Proof.QC.Data
+			d.trace(StageCertified, qc.BlockID, qc.Height, now)
+			for _, b := range e.Blocks {
+				d.trace(StageCommitted, b.Header.ID(), b.Header.Height, now)
+			}
+		}
 		d.appQ.push(func(ctx context.Context) {
 			if err := d.cfg.App.Commit(ctx, e); err != nil {
 				log.Error("commit failed; stopping", "err", err)

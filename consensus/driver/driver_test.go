@@ -141,6 +141,7 @@ func (a *appAdapter) blockID(h uint64) (ledger.BlockID, bool) {
 
 type testNode struct {
 	key    *gm.PrivateKey
+	trace  traceLog
 	app    *appAdapter
 	drv    *driver.Driver
 	cancel context.CancelFunc
@@ -204,6 +205,7 @@ func (tn *testNet) start(i int) {
 			return nd.key, nil
 		},
 		Logger: slog.New(slog.DiscardHandler),
+		Trace:  nd.trace.record,
 	})
 	if err != nil {
 		tn.t.Fatal(err)
@@ -298,6 +300,71 @@ func TestDriverFourNodes(t *testing.T) {
 			t.Errorf("node %d metrics %+v", i, m)
 		}
 	}
+	// Every committed block's trace shows the path of a block this node
+	// led or one it received, in order, ending certified and committed.
+	led := 0
+	for i, nd := range tn.nodes {
+		for h := uint64(1); h <= 12; h++ {
+			id, _ := nd.app.blockID(h)
+			at, ok := nd.trace.get(id)
+			if !ok {
+				t.Fatalf("node %d: no trace of block %d", i, h)
+			}
+			var path []driver.Stage
+			if at[driver.StageBuilt].IsZero() {
+				path = []driver.Stage{driver.StageReceived, driver.StageValidated}
+			} else {
+				led++
+				path = []driver.Stage{driver.StageBuildRequested, driver.StageBuilt, driver.StageProposed}
+			}
+			path = append(path, driver.StageCommitted)
+			for k, s := range path {
+				if at[s].IsZero() {
+					t.Fatalf("node %d block %d: no %v stage in %v", i, h, s, at)
+				}
+				if k > 0 && at[s].Before(at[path[k-1]]) {
+					t.Errorf("node %d block %d: %v before %v", i, h, s, path[k-1])
+				}
+			}
+			if c := at[driver.StageCertified]; c.IsZero() || at[driver.StageCommitted].Before(c) {
+				t.Errorf("node %d block %d: certified %v, committed %v", i, h, c, at[driver.StageCommitted])
+			}
+		}
+	}
+	if led != 12 {
+		t.Errorf("%d blocks traced as built by their node, want one per height", led)
+	}
+}
+
+// traceLog keeps the first time each block reached each stage.
+type traceLog struct {
+	mu sync.Mutex
+	at map[ledger.BlockID]*[driver.NumStages]time.Time
+}
+
+func (l *traceLog) record(ev driver.TraceEvent) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.at == nil {
+		l.at = map[ledger.BlockID]*[driver.NumStages]time.Time{}
+	}
+	a := l.at[ev.Block]
+	if a == nil {
+		a = new([driver.NumStages]time.Time)
+		l.at[ev.Block] = a
+	}
+	if a[ev.Stage].IsZero() {
+		a[ev.Stage] = ev.At
+	}
+}
+
+func (l *traceLog) get(id ledger.BlockID) ([driver.NumStages]time.Time, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if a := l.at[id]; a != nil {
+		return *a, true
+	}
+	return [driver.NumStages]time.Time{}, false
 }
 
 // A node that stops and restarts from its stored state rejoins, catches

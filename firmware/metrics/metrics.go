@@ -26,7 +26,14 @@ type Metrics struct {
 	// commit on this node.
 	BlockLatency prometheus.Histogram
 	ExecDuration *prometheus.HistogramVec // by phase: "validate", "build", "commit"
-	BlockTxs     prometheus.Histogram
+	// BlockStage is the time a block spent between two stages of its
+	// life on this node (proposed, received, validated, voted,
+	// certified, committed, stored), observed when it is stored.
+	BlockStage *prometheus.HistogramVec // by stage
+	// TxInclusion is the time from a transaction's arrival at this node
+	// to the proposal of the block that holds it.
+	TxInclusion *prometheus.HistogramVec // by origin
+	BlockTxs    prometheus.Histogram
 	// StoreGroupBlocks is how many blocks each storage transaction of
 	// the committer held (more than one when commits queued up).
 	StoreGroupBlocks prometheus.Histogram
@@ -43,6 +50,7 @@ func New() *Metrics {
 	r := prometheus.NewRegistry()
 	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	latency := []float64{.002, .005, .01, .02, .03, .05, .075, .1, .15, .2, .3, .5, .75, 1, 2, 5, 10, 30}
+	stages := []float64{.0005, .001, .002, .005, .01, .02, .03, .05, .075, .1, .15, .2, .3, .5, 1, 2, 5}
 	m := &Metrics{
 		Registry: r,
 		BlocksCommitted: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "blocks_committed_total",
@@ -54,7 +62,11 @@ func New() *Metrics {
 		BlockLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "block_latency_seconds",
 			Help: "Time from first executing a block to its commit.", Buckets: latency}),
 		ExecDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "block_phase_seconds",
-			Help: "Time spent per block: validate, build, commit (store: the storage write within it), safety (safety data and kept block, before a vote).", Buckets: latency}, []string{"phase"}),
+			Help: "Time spent per block: validate, build, pace (a leader waiting before it builds), commit (store: the storage write within it), safety (safety data and kept block, before a vote).", Buckets: latency}, []string{"phase"}),
+		BlockStage: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "block_stage_seconds",
+			Help: "Time a block spent between two stages of its life on this node, by the stage it reached (see docs/API.md).", Buckets: stages}, []string{"stage"}),
+		TxInclusion: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "tx_inclusion_seconds",
+			Help: "Time from a transaction's arrival at this node to the proposal of the block that holds it (the block's timestamp), by how it arrived.", Buckets: stages}, []string{"origin"}),
 		BlockTxs: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "block_transactions",
 			Help: "Transactions per committed block.", Buckets: prometheus.ExponentialBuckets(1, 2, 14)}),
 		StoreGroupBlocks: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "store_group_blocks",
@@ -70,7 +82,7 @@ func New() *Metrics {
 		InboundDropped: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "consensus_inbound_dropped_total",
 			Help: "Consensus messages dropped because the core was behind."}),
 	}
-	r.MustRegister(m.BlocksCommitted, m.TxsCommitted, m.CommitLatency, m.BlockLatency, m.ExecDuration, m.BlockTxs, m.StoreGroupBlocks,
+	r.MustRegister(m.BlocksCommitted, m.TxsCommitted, m.CommitLatency, m.BlockLatency, m.ExecDuration, m.BlockStage, m.TxInclusion, m.BlockTxs, m.StoreGroupBlocks,
 		m.Rejected, m.APIRequests, m.APIAuthDenied, m.GossipDropped, m.InboundDropped)
 	return m
 }

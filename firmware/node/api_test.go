@@ -217,7 +217,12 @@ func TestAPI(t *testing.T) {
 	}
 	metrics := string(rawGet(t, tn, "/metrics", nil))
 	for _, m := range []string{"hallmark_blocks_committed_total", "hallmark_commit_latency_seconds_bucket", "hallmark_mempool_transactions",
-		"hallmark_xdp_packets_total", "hallmark_signature_verifications_total", `hallmark_api_auth_denied_total{outcome="unauthenticated"}`} {
+		"hallmark_xdp_packets_total", "hallmark_signature_verifications_total", `hallmark_api_auth_denied_total{outcome="unauthenticated"}`,
+		// A single node leads every round: its blocks are built,
+		// proposed, voted for, certified, committed and stored.
+		`hallmark_block_stage_seconds_count{stage="proposed"}`, `hallmark_block_stage_seconds_count{stage="voted"}`,
+		`hallmark_block_stage_seconds_count{stage="stored"}`, `hallmark_block_stage_seconds_count{stage="total"}`,
+		`hallmark_tx_inclusion_seconds_count{origin="api"}`} {
 		if !strings.Contains(metrics, m) {
 			t.Errorf("metrics lack %s", m)
 		}

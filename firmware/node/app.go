@@ -53,9 +53,14 @@ func (a consensusApp) BuildProposal(ctx context.Context, req consensus.BuildProp
 		return nil, nil, fmt.Errorf("node: proposal parent %s unknown", req.Parent.ID)
 	}
 	if !req.Empty {
+		start := time.Now()
 		if err := n.paceProposal(ctx, req, parent); err != nil {
 			return nil, nil, err
 		}
+		n.metrics.ExecDuration.WithLabelValues("pace").Observe(time.Since(start).Seconds())
+		// Stamp the block when it is built, not when it was asked for, so
+		// that paced blocks' timestamps are blocks.minInterval apart.
+		req.Timestamp = max(req.Timestamp, n.now().UnixMilli())
 	}
 	start := time.Now()
 	b, next, rejected, err := n.tree.Build(req, n.chainID, func(p ledger.Params, skip func(ledger.TxID) bool) []*ledger.Transaction {
@@ -90,19 +95,29 @@ func (a consensusApp) BuildProposal(ctx context.Context, req consensus.BuildProp
 // paceProposal waits before a proposal, by two time limits: a leader with
 // nothing to propose (no pending transactions, none uncommitted below)
 // waits up to the idle wait for transactions; any other waits until
-// blocks.minInterval after it executed the parent (its header's timestamp
-// is the round's start, which lags when rounds wait) unless a full block
-// is pending. The first keeps an idle chain to a couple of empty blocks a
-// second, the second bounds the block rate under a trickle of transactions
-// (each of which otherwise brings the two blocks that commit it at network
-// speed).
+// blocks.minInterval after the parent's timestamp (its leader's build
+// request; or after this node executed the parent, if that was earlier:
+// a leader whose clock runs ahead cannot stretch the pause) unless a full
+// block is pending. The first keeps an idle chain to a couple of empty
+// blocks a second, the second bounds the block rate under a trickle of
+// transactions (each of which otherwise brings the two blocks that commit
+// it at network speed).
+//
+// The pause runs from the parent's timestamp, not from when this node
+// executed the parent: measured from there, the parent's proposing,
+// delivery and validation came on top of the interval, and rounds at
+// light load took minInterval plus the whole critical path.
 func (n *Node) paceProposal(ctx context.Context, req consensus.BuildProposal, parent *exec.Block) error {
 	params := n.currentEpoch().Params
+	paceFrom := parent.Seen
+	if ts := time.UnixMilli(int64(parent.Header.Timestamp)); ts.Before(paceFrom) {
+		paceFrom = ts
+	}
 	var wait time.Duration
 	if n.pool.Len() == 0 && len(n.tree.ChainTxs(parent)) == 0 {
 		wait = min(n.cfg.Blocks.IdleWait.D(), time.Duration(params.BaseTimeoutMs)*time.Millisecond/2)
 	} else {
-		wait = time.Until(parent.Seen.Add(n.cfg.Blocks.MinInterval.D()))
+		wait = time.Until(paceFrom.Add(n.cfg.Blocks.MinInterval.D()))
 	}
 	if wait <= 0 {
 		return nil
@@ -125,7 +140,7 @@ func (n *Node) paceProposal(ctx context.Context, req consensus.BuildProposal, pa
 			if l := n.pool.Len(); (idle && l > 0) || l >= full {
 				if idle {
 					idle = false
-					rest := time.Until(parent.Seen.Add(n.cfg.Blocks.MinInterval.D()))
+					rest := time.Until(paceFrom.Add(n.cfg.Blocks.MinInterval.D()))
 					if rest <= 0 || l >= full {
 						return nil
 					}
@@ -206,8 +221,13 @@ func (n *Node) afterCommit(sb *exec.Block, touched map[ledger.Address]bool, rech
 		}
 	}
 	now := n.now()
+	proposed := time.UnixMilli(int64(sb.Header.Timestamp))
 	for _, r := range n.pool.Remove(ids) {
-		n.metrics.CommitLatency.WithLabelValues(r.Origin.String()).Observe(now.Sub(r.Arrived).Seconds())
+		origin := r.Origin.String()
+		n.metrics.CommitLatency.WithLabelValues(origin).Observe(now.Sub(r.Arrived).Seconds())
+		// The block's timestamp is its leader's build request, which may
+		// precede the arrival of transactions it picked after pacing.
+		n.metrics.TxInclusion.WithLabelValues(origin).Observe(max(0, proposed.Sub(r.Arrived).Seconds()))
 	}
 	kind := "full"
 	if len(ids) == 0 {

@@ -125,6 +125,10 @@ func (n *Node) storeGroup(ctx context.Context, group []*commitJob) error {
 		if err := n.store.CommitBlocks(ctx, batches); err != nil {
 			return fmt.Errorf("node: storing blocks %d to %d: %w", blocks[0].Header.Height, blocks[len(blocks)-1].Header.Height, err)
 		}
+		now := n.now()
+		for _, sb := range blocks {
+			n.tracer.stored(sb, now)
+		}
 		// The store metric stays per block: the group's time shared out.
 		per := time.Since(t0).Seconds() / float64(len(batches))
 		for range batches {
@@ -144,6 +148,7 @@ func (n *Node) storeGroup(ctx context.Context, group []*commitJob) error {
 		if job.epochChange != nil {
 			n.enterEpoch(*job.epochChange)
 		}
+		n.tracer.forget(job.abandoned)
 		if err := n.store.ReleaseKept(ctx, job.abandoned...); err != nil {
 			n.log.Warn("releasing abandoned blocks", "err", err)
 		}

@@ -43,29 +43,50 @@ func (g *gossiper) received(batch []byte) {
 }
 
 // runSend batches and broadcasts until ctx ends. A batch is
-// tagTxs ‖ (uvarint length ‖ transaction)*.
+// tagTxs ‖ (uvarint length ‖ transaction)*. A transaction that finds no
+// batch sent in the last g.every goes at once (with whatever queued beside
+// it); otherwise it waits for the next tick. So a trickle is not delayed
+// by the batching, and a stream is sent at most once per g.every (plus
+// full batches), as before.
 func (g *gossiper) runSend(ctx context.Context) {
 	t := time.NewTicker(g.every)
 	defer t.Stop()
 	buf := []byte{tagTxs}
-	flush := func() {
+	var last time.Time
+	flush := func(now time.Time) {
 		if len(buf) > 1 {
 			g.n.transport.broadcast(buf)
 			buf = []byte{tagTxs}
+			last = now
 		}
+	}
+	add := func(enc []byte) {
+		buf = binary.AppendUvarint(buf, uint64(len(enc)))
+		buf = append(buf, enc...)
 	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case enc := <-g.out:
-			buf = binary.AppendUvarint(buf, uint64(len(enc)))
-			buf = append(buf, enc...)
+			add(enc)
+			now := time.Now()
 			if len(buf) >= g.maxBuf {
-				flush()
+				flush(now)
+			} else if now.Sub(last) >= g.every {
+				// Take what else is queued, then send.
+				for more := true; more && len(buf) < g.maxBuf; {
+					select {
+					case enc := <-g.out:
+						add(enc)
+					default:
+						more = false
+					}
+				}
+				flush(now)
 			}
-		case <-t.C:
-			flush()
+		case now := <-t.C:
+			flush(now)
 		}
 	}
 }

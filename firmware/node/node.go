@@ -95,6 +95,7 @@ type Node struct {
 	delegation atomic.Pointer[kiosk.Delegation]
 
 	cost       costEstimate
+	tracer     *blockTracer
 	commitQ    chan *commitJob
 	commitMu   sync.Mutex
 	commitFail error
@@ -132,6 +133,7 @@ func New(ctx context.Context, o Options) (_ *Node, err error) {
 		}
 	}()
 	n.metrics = metrics.New()
+	n.tracer = newBlockTracer(n.metrics, n.log.With("part", "trace").Debug)
 
 	doc, _, err := genesis.Load(cfg.Genesis, provisioning.CheckOptions{RequireAttestation: cfg.Production})
 	if err != nil {
@@ -209,7 +211,7 @@ func New(ctx context.Context, o Options) (_ *Node, err error) {
 			}
 			return k.signer, nil
 		},
-		Clock: n.now, Logger: n.log.With("part", "consensus"),
+		Clock: n.now, Logger: n.log.With("part", "consensus"), Trace: n.tracer.observe,
 	}); err != nil {
 		return nil, err
 	}

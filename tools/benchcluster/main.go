@@ -39,6 +39,11 @@
 // All kiosks reach the nodes from 127.0.0.1, so the per-source rate limiter
 // of the kiosk fast path is switched off (xdp.ratePerSec 0).
 //
+// -rate N replaces both phases by one open loop at N transactions per
+// second (latency at a fixed load); -min-interval sets the nodes'
+// blocks.minInterval. Each measurement logs node 0's mean block stage
+// times (hallmark_block_stage_seconds, docs/API.md) over its window.
+//
 // -profile DIR saves a CPU profile of every node over each measurement
 // (from the nodes' pprof endpoint) and of the benchmark itself, and every
 // node's metrics and heap profile after each (nodeN.saturation.pprof,
@@ -83,6 +88,8 @@ type options struct {
 	profile   string
 	verbose   bool
 	series    time.Duration
+	rate      float64
+	minIntvl  string
 }
 
 func main() {
@@ -101,6 +108,8 @@ func main() {
 	flag.StringVar(&o.profile, "profile", "", "save CPU profiles and metrics of the nodes and the benchmark over each measurement in this directory")
 	flag.BoolVar(&o.verbose, "v", false, "log the cluster's progress")
 	flag.DurationVar(&o.series, "series", 0, "before the saturation measurement, log the committed rate every 5 s for this long")
+	flag.StringVar(&o.minIntvl, "min-interval", "", "set the nodes' blocks.minInterval (a Go duration; default: the node's default)")
+	flag.Float64Var(&o.rate, "rate", 0, "skip the saturation phase and run the open loop at this many transactions per second instead of half the saturated rate (latency at a fixed load)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -137,6 +146,9 @@ func run(ctx context.Context, o options) (err error) {
 		Nodes: o.nodes, Dir: dir, Hallmarkd: o.hallmarkd, Netns: o.netns, Log: progress,
 		Configure: func(_ int, cfg map[string]any) {
 			cfg["xdp"] = map[string]any{"ratePerSec": 0}
+			if o.minIntvl != "" {
+				cfg["blocks"] = map[string]any{"minInterval": o.minIntvl}
+			}
 		},
 	})
 	if err != nil {
@@ -185,104 +197,112 @@ func run(ctx context.Context, o options) (err error) {
 
 	bound := vBefore / float64(o.nodes)
 
-	// Saturation.
 	sg := &signer{key: c.Kiosk, workers: workers}
-	win := newWindow()
-	sat := newTracker(&batch{}, win)
-	if err := sg.topUp(ctx, sat, 10*time.Second, bound/2); err != nil {
-		return err
-	}
-	setTrack(sat)
-	pctx, stopSend := context.WithCancel(ctx)
-	defer stopSend()
 	ranOut := make(chan bool, 1)
-	go func() { ranOut <- !ks.runClosed(pctx, sat) }()
-	var refillPaused atomic.Bool
 	refillErr := make(chan error, 1)
-	go func() {
-		refillErr <- sg.keepUp(pctx, sat, func() float64 { return 1.5 * sg.recentRate(sat) }, &refillPaused)
-	}()
-	window := o.window
-	if window <= 0 {
-		if window, err = searchWindow(ctx, sat, win); err != nil {
-			return err
-		}
-	} else {
-		win.resize(ctx, window, time.Second)
-	}
-	if err := sleep(ctx, o.warmup); err != nil {
-		return err
-	}
-	for end, prev := time.Now().Add(o.series), phaseTimes(ctx, c, 1); time.Now().Before(end); {
-		from := time.Now()
-		if err := sleep(ctx, 5*time.Second); err != nil {
-			return err
-		}
-		h, _ := c.Height(ctx, 0)
-		m, _ := c.Memory(1)
-		cur := phaseTimes(ctx, c, 1)
-		logf("series: %.0f/s committed, height %d; node1: %.0f MiB resident, per block %s",
-			sat.result(from, time.Now()).tps, h, mib(m.RSS), cur.since(prev))
-		prev = cur
-	}
-	// No signing during the measurement: what it needs is signed now, at
-	// twice the rate of the warm-up, and the cluster gets a moment to
-	// settle after.
-	refillPaused.Store(true)
-	if err := sg.topUp(ctx, sat, o.measure+5*time.Second, 2*sg.recentRate(sat)); err != nil {
-		return err
-	}
-	if err := sleep(ctx, 2*time.Second); err != nil {
-		return err
-	}
-	var profiles *profiler
-	if o.profile != "" {
-		if profiles, err = startProfiles(ctx, c, o.profile, "saturation", o.measure); err != nil {
-			return err
-		}
-	}
-	cpu0 := cpuSnapshot(c)
-	from := time.Now()
-	if err := sleep(ctx, o.measure); err != nil {
-		return err
-	}
-	to := time.Now()
-	cpu1 := cpuSnapshot(c)
-	stopSend()
-	if <-ranOut {
-		return errors.New("the saturation phase ran out of signed transactions")
-	}
-	if err := <-refillErr; err != nil {
-		return err
-	}
-	if profiles != nil {
-		if err := profiles.wait(); err != nil {
-			logf("profiles: %v", err)
-		}
-		saveMetrics(ctx, c, o.profile, "saturation")
-	}
-	drain(ctx, sat, from, to)
-	satRes := sat.result(from, to)
-	logf("saturation (window %d): %d committed in %v; receipts: %s", window, satRes.committed, to.Sub(from).Round(time.Millisecond), sat.summary())
-	logf("cpu over the saturation measurement: %s", cpu1.since(cpu0))
-	if err := waitIdle(ctx, c, 30*time.Second); err != nil {
-		logf("warning: %v", err)
-	}
-
+	var refillPaused atomic.Bool
+	var satRes result
 	rss := make([]int64, len(c.Nodes))
-	var mem []string
-	for i := range c.Nodes {
-		m, err := c.Memory(i)
-		if err != nil {
+	window := o.window
+	if o.rate <= 0 {
+		// Saturation.
+		win := newWindow()
+		sat := newTracker(&batch{}, win)
+		if err := sg.topUp(ctx, sat, 10*time.Second, bound/2); err != nil {
 			return err
 		}
-		rss[i] = m.PeakRSS
-		mem = append(mem, fmt.Sprintf("node%d %.0f (heap and stacks %.0f, mapped files %.0f)", i, mib(m.RSS), mib(m.Anon), mib(m.File)))
-	}
-	logf("resident memory after the saturation phase, MiB: %s", strings.Join(mem, "; "))
+		setTrack(sat)
+		pctx, stopSend := context.WithCancel(ctx)
+		defer stopSend()
+		go func() { ranOut <- !ks.runClosed(pctx, sat) }()
+		go func() {
+			refillErr <- sg.keepUp(pctx, sat, func() float64 { return 1.5 * sg.recentRate(sat) }, &refillPaused)
+		}()
+		if window <= 0 {
+			if window, err = searchWindow(ctx, sat, win); err != nil {
+				return err
+			}
+		} else {
+			win.resize(ctx, window, time.Second)
+		}
+		if err := sleep(ctx, o.warmup); err != nil {
+			return err
+		}
+		for end, prev := time.Now().Add(o.series), phaseTimes(ctx, c, 1); time.Now().Before(end); {
+			from := time.Now()
+			if err := sleep(ctx, 5*time.Second); err != nil {
+				return err
+			}
+			h, _ := c.Height(ctx, 0)
+			m, _ := c.Memory(1)
+			cur := phaseTimes(ctx, c, 1)
+			logf("series: %.0f/s committed, height %d; node1: %.0f MiB resident, per block %s",
+				sat.result(from, time.Now()).tps, h, mib(m.RSS), cur.since(prev))
+			prev = cur
+		}
+		// No signing during the measurement: what it needs is signed now, at
+		// twice the rate of the warm-up, and the cluster gets a moment to
+		// settle after.
+		refillPaused.Store(true)
+		if err := sg.topUp(ctx, sat, o.measure+5*time.Second, 2*sg.recentRate(sat)); err != nil {
+			return err
+		}
+		if err := sleep(ctx, 2*time.Second); err != nil {
+			return err
+		}
+		var profiles *profiler
+		if o.profile != "" {
+			if profiles, err = startProfiles(ctx, c, o.profile, "saturation", o.measure); err != nil {
+				return err
+			}
+		}
+		cpu0, st0 := cpuSnapshot(c), readStages(ctx, c, 0)
+		from := time.Now()
+		if err := sleep(ctx, o.measure); err != nil {
+			return err
+		}
+		to := time.Now()
+		cpu1, st1 := cpuSnapshot(c), readStages(ctx, c, 0)
+		stopSend()
+		if <-ranOut {
+			return errors.New("the saturation phase ran out of signed transactions")
+		}
+		if err := <-refillErr; err != nil {
+			return err
+		}
+		if profiles != nil {
+			if err := profiles.wait(); err != nil {
+				logf("profiles: %v", err)
+			}
+			saveMetrics(ctx, c, o.profile, "saturation")
+		}
+		drain(ctx, sat, from, to)
+		satRes = sat.result(from, to)
+		logf("saturation (window %d): %d committed in %v; receipts: %s", window, satRes.committed, to.Sub(from).Round(time.Millisecond), sat.summary())
+		logf("cpu over the saturation measurement: %s", cpu1.since(cpu0))
+		logStages("saturation", st1.since(st0))
+		if err := waitIdle(ctx, c, 30*time.Second); err != nil {
+			logf("warning: %v", err)
+		}
 
-	// Half load.
+		var mem []string
+		for i := range c.Nodes {
+			m, err := c.Memory(i)
+			if err != nil {
+				return err
+			}
+			rss[i] = m.PeakRSS
+			mem = append(mem, fmt.Sprintf("node%d %.0f (heap and stacks %.0f, mapped files %.0f)", i, mib(m.RSS), mib(m.Anon), mib(m.File)))
+		}
+		logf("resident memory after the saturation phase, MiB: %s", strings.Join(mem, "; "))
+	}
+
+	// Half load (or the fixed rate).
 	rate := satRes.tps / 2
+	phase := "half load"
+	if o.rate > 0 {
+		rate, phase = o.rate, "fixed rate"
+	}
 	hl := newTracker(&batch{}, nil)
 	if err := sg.topUp(ctx, hl, 10*time.Second, rate); err != nil {
 		return err
@@ -309,13 +329,13 @@ func run(ctx context.Context, o options) (err error) {
 			return err
 		}
 	}
-	hcpu0 := cpuSnapshot(c)
+	hcpu0, hst0 := cpuSnapshot(c), readStages(ctx, c, 0)
 	hfrom := time.Now()
 	if err := sleep(ctx, o.half); err != nil {
 		return err
 	}
 	hto := time.Now()
-	hcpu1 := cpuSnapshot(c)
+	hcpu1, hst1 := cpuSnapshot(c), readStages(ctx, c, 0)
 	stopHalf()
 	if <-ranOut {
 		return errors.New("the half-load phase ran out of signed transactions")
@@ -331,8 +351,9 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	drain(ctx, hl, hfrom, hto)
 	halfRes := hl.result(hfrom, hto)
-	logf("half load: offered %.0f/s, %d committed in %v; receipts: %s", rate, halfRes.committed, hto.Sub(hfrom).Round(time.Millisecond), hl.summary())
-	logf("cpu over the half-load measurement: %s", hcpu1.since(hcpu0))
+	logf("%s: offered %.0f/s, %d committed in %v; receipts: %s", phase, rate, halfRes.committed, hto.Sub(hfrom).Round(time.Millisecond), hl.summary())
+	logf("cpu over the %s measurement: %s", phase, hcpu1.since(hcpu0))
+	logStages(phase, hst1.since(hst0))
 
 	for i := range c.Nodes {
 		if m, err := c.Memory(i); err == nil {
@@ -360,6 +381,10 @@ func run(ctx context.Context, o options) (err error) {
 	logf("SM2 verify rate on %d cores after the cluster stopped: %.0f/s; load average %s", workers, vAfter, loadAvg())
 
 	bound = (vBefore + vAfter) / 2 / float64(o.nodes)
+	if o.rate > 0 {
+		fmt.Printf("fixed_rate offered_tps=%.0f committed_tps=%.0f p50_ms=%.1f p99_ms=%.1f\n", rate, halfRes.tps, ms(halfRes.p50), ms(halfRes.p99))
+		return nil
+	}
 	fmt.Printf("verify_bound_tps=%.0f committed_tps=%.0f ratio=%.3f p50_ms=%.1f p99_ms=%.1f\n",
 		bound, satRes.tps, satRes.tps/bound, ms(satRes.p50), ms(satRes.p99))
 	fmt.Printf("half_load offered_tps=%.0f committed_tps=%.0f p50_ms=%.1f p99_ms=%.1f\n", rate, halfRes.tps, ms(halfRes.p50), ms(halfRes.p99))
@@ -369,6 +394,18 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	fmt.Printf("peak_rss_mib %s\n", strings.Join(parts, " "))
 	return nil
+}
+
+// logStages logs node 0's mean block and transaction stage times over a
+// measurement.
+func logStages(phase string, lines []string) {
+	if len(lines) == 0 {
+		return
+	}
+	logf("node0 stage means over the %s measurement:", phase)
+	for _, l := range lines {
+		logf("  %s", l)
+	}
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
