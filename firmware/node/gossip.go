@@ -13,15 +13,19 @@ import (
 // API to every peer, in batches, so that whichever node leads a round can
 // propose them; and admits the batches peers send.
 type gossiper struct {
-	n      *Node
-	out    chan []byte // encoded transactions to send
-	in     chan []byte // batches received
-	every  time.Duration
-	maxBuf int
+	n         *Node
+	broadcast func(batch []byte) // to every peer
+	out       chan []byte        // encoded transactions to send
+	in        chan []byte        // batches received
+	every     time.Duration
+	maxBuf    int
 }
 
 func newGossiper(n *Node) *gossiper {
-	return &gossiper{n: n, out: make(chan []byte, 16384), in: make(chan []byte, 256), every: 5 * time.Millisecond, maxBuf: 1 << 20}
+	return &gossiper{
+		n: n, broadcast: func(batch []byte) { n.transport.broadcast(batch) },
+		out: make(chan []byte, 16384), in: make(chan []byte, 256), every: 5 * time.Millisecond, maxBuf: 1 << 20,
+	}
 }
 
 // accepted queues a transaction for the next batch.
@@ -55,7 +59,7 @@ func (g *gossiper) runSend(ctx context.Context) {
 	var last time.Time
 	flush := func(now time.Time) {
 		if len(buf) > 1 {
-			g.n.transport.broadcast(buf)
+			g.broadcast(buf)
 			buf = []byte{tagTxs}
 			last = now
 		}
