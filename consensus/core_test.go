@@ -435,25 +435,16 @@ func TestSignStoresEachBlockOnce(t *testing.T) {
 func TestQCAnnouncementCommitsBeforeNextProposal(t *testing.T) {
 	c := newCluster(t, 4)
 	byKind := map[consensus.Kind]int{}
-	for steps := 0; steps < 20_000 && c.minHeight() < 12; steps++ {
-		if len(c.queue) == 0 {
-			c.fire(2000)
-			continue
-		}
-		q := c.queue[0]
-		c.queue = c.queue[1:]
-		m := c.nodes[q.to]
-		c.now++
-		effs := m.core.Step(c.now, q.ev)
-		if mr, ok := q.ev.(consensus.MessageReceived); ok {
+	c.runObserved(12, 20_000, func(_ *member, ev consensus.Event, effs []consensus.Effect) []consensus.Effect {
+		if mr, ok := ev.(consensus.MessageReceived); ok {
 			for _, e := range effs {
 				if _, ok := e.(consensus.Commit); ok {
 					byKind[decodeKind(t, mr.Data).Kind()]++
 				}
 			}
 		}
-		c.apply(m, effs)
-	}
+		return effs
+	})
 	c.checkAgreement()
 	if byKind[consensus.KindSyncInfo] == 0 || byKind[consensus.KindProposal] > byKind[consensus.KindSyncInfo]/4 {
 		t.Fatalf("commits by the message that brought them: %v; want almost all by QC announcements (sync info)", byKind)
@@ -478,16 +469,7 @@ func TestBuiltBlockTimestamp(t *testing.T) {
 			c := newCluster(t, 4)
 			stamped := 0
 			asked := map[uint64]int64{} // round -> requested timestamp
-			for steps := 0; steps < 5_000 && c.minHeight() < 6; steps++ {
-				if len(c.queue) == 0 {
-					c.fire(2000)
-					continue
-				}
-				q := c.queue[0]
-				c.queue = c.queue[1:]
-				m := c.nodes[q.to]
-				c.now++
-				effs := m.core.Step(c.now, q.ev)
+			c.runObserved(6, 5_000, func(_ *member, _ consensus.Event, effs []consensus.Effect) []consensus.Effect {
 				for i, e := range effs {
 					if b, ok := e.(consensus.BuildProposal); ok {
 						asked[b.Round] = b.Timestamp
@@ -505,8 +487,8 @@ func TestBuiltBlockTimestamp(t *testing.T) {
 						stamped++
 					}
 				}
-				c.apply(m, effs)
-			}
+				return effs
+			})
 			if got := c.minHeight() >= 6; got != tc.commits {
 				t.Fatalf("heights %v: committing %v, want %v", c.heights(), got, tc.commits)
 			}

@@ -219,6 +219,27 @@ func (c *cluster) runUntil(h uint64, maxSteps int) {
 	c.t.Fatalf("heights %v after %d steps, want %d", c.heights(), maxSteps, h)
 }
 
+// runObserved delivers events like runUntil, passing each event's effects
+// through observe (which may inspect or rewrite them) before they apply. It
+// stops once every live node committed h or after maxSteps, without
+// failing: the caller checks what it needs.
+func (c *cluster) runObserved(h uint64, maxSteps int, observe func(m *member, ev consensus.Event, effs []consensus.Effect) []consensus.Effect) {
+	for steps := 0; steps < maxSteps && c.minHeight() < h; steps++ {
+		if len(c.queue) == 0 {
+			c.fire(2000)
+			continue
+		}
+		q := c.queue[0]
+		c.queue = c.queue[1:]
+		m := c.nodes[q.to]
+		if m.down {
+			continue
+		}
+		c.now++
+		c.apply(m, observe(m, q.ev, m.core.Step(c.now, q.ev)))
+	}
+}
+
 func (c *cluster) minHeight() uint64 {
 	h := ^uint64(0)
 	for _, m := range c.nodes {
