@@ -1,13 +1,10 @@
 package app_test
 
 import (
-	"encoding/binary"
 	"testing"
 
-	"hallmark/gm"
 	"hallmark/ledger"
 	"hallmark/ledger/app"
-	"hallmark/ledger/txs"
 )
 
 // BenchmarkCheckRecords runs the mempool's admission check (one Checker,
@@ -15,16 +12,8 @@ import (
 // SM2 verification (the node's cache answers it): the dry run every
 // transaction costs each node besides its execution.
 func BenchmarkCheckRecords(b *testing.B) {
-	kc := keyCache{}
-	c := newChain(b, kc, nil)
-	list := make([]ledger.Transaction, 1000)
-	for i := range list {
-		var subj ledger.Address
-		binary.BigEndian.PutUint64(subj[:], uint64(i%97)+1)
-		d := gm.SM3(subj[:8])
-		list[i] = c.tx(spec{from: "kiosk", body: &txs.RecordPut{
-			RecordType: "customs.declaration", Subject: subj, Digest: &d}})
-	}
+	c := newChain(b, keyCache{}, nil)
+	list := kioskRecordPuts(c, 1000)
 	x := app.New(app.WithSignatureCheck(func(*ledger.Transaction) error { return nil }))
 	b.ReportAllocs()
 	for b.Loop() {
