@@ -1,6 +1,7 @@
 package gm
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math/big"
@@ -21,14 +22,41 @@ func parseDERIntegers(der []byte) (*big.Int, *big.Int, error) {
 	return r, s, nil
 }
 
-// marshalDERIntegers writes SEQUENCE { r INTEGER, s INTEGER }.
-func marshalDERIntegers(r, s *big.Int) []byte {
-	var b cryptobyte.Builder
-	b.AddASN1(asn1.SEQUENCE, func(b *cryptobyte.Builder) {
-		b.AddASN1BigInt(r)
-		b.AddASN1BigInt(s)
-	})
-	return b.BytesOrPanic()
+// curveOrder is n, the order of the SM2 base point, as 32 bytes big-endian
+// (GB/T 32918.5).
+var curveOrder = [coordinateSize]byte{
+	0xFF, 0xFF, 0xFF, 0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+	0x72, 0x03, 0xDF, 0x6B, 0x21, 0xC6, 0x05, 0x2B, 0x53, 0xBB, 0xF4, 0x09, 0x39, 0xD5, 0x41, 0x23,
+}
+
+// scalarInRange reports whether the 32-byte big-endian x satisfies
+// 1 <= x <= n-1.
+func scalarInRange(x []byte) bool {
+	zero := true
+	for _, c := range x {
+		if c != 0 {
+			zero = false
+			break
+		}
+	}
+	return !zero && bytes.Compare(x, curveOrder[:]) < 0
+}
+
+// appendDERIntegers appends SEQUENCE { r INTEGER, s INTEGER } for two
+// non-zero 32-byte big-endian integers: the encoding marshalDERIntegers
+// gives, without big.Int (a verification converts every signature).
+func appendDERIntegers(out, r, s []byte) []byte {
+	r, s = bytes.TrimLeft(r, "\x00"), bytes.TrimLeft(s, "\x00")
+	size := func(v []byte) int { return 2 + len(v) + int(v[0]>>7) }
+	out = append(out, 0x30, byte(size(r)+size(s))) // at most 70: short form
+	for _, v := range [][]byte{r, s} {
+		out = append(out, 0x02, byte(len(v)+int(v[0]>>7)))
+		if v[0]&0x80 != 0 {
+			out = append(out, 0) // keep the integer positive
+		}
+		out = append(out, v...)
+	}
+	return out
 }
 
 // checkSingleDER reports an error unless der is exactly one DER SEQUENCE

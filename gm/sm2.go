@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"sync/atomic"
 
 	"github.com/emmansun/gmsm/sm2"
 )
@@ -48,6 +49,9 @@ type PublicKey struct {
 	key *ecdsa.PublicKey
 	xy  [PublicKeySize]byte
 	id  KeyID
+	// za is Z_A for the default user id, computed on first use: every
+	// signature checked under the key hashes it again otherwise.
+	za atomic.Pointer[Digest]
 }
 
 // ParsePublicKey parses a public key given as 64 bytes X ‖ Y or 65 bytes
@@ -140,13 +144,27 @@ func (p *PublicKey) ECDSA() *ecdsa.PublicKey { return p.key }
 // Digest returns e = SM3(Z_A ‖ msg) for the default user id: the value a
 // hardware signer signs when it cannot compute SM3 itself.
 func (p *PublicKey) Digest(msg []byte) Digest {
-	d, err := p.DigestWithUID([]byte(DefaultUID), msg)
-	if err != nil {
-		// Only an invalid key makes this fail, and a PublicKey is validated
-		// at construction.
-		panic(fmt.Sprintf("gm: digest over a validated key failed: %v", err))
+	za := p.za.Load()
+	if za == nil {
+		z, err := p.zA([]byte(DefaultUID))
+		if err != nil {
+			// Only an invalid key makes this fail, and a PublicKey is
+			// validated at construction.
+			panic(fmt.Sprintf("gm: digest over a validated key failed: %v", err))
+		}
+		za = &z
+		p.za.Store(za)
 	}
-	return d
+	return SM3Concat(za[:], msg)
+}
+
+// zA returns Z_A = SM3(ENTL_A ‖ ID_A ‖ a ‖ b ‖ x_G ‖ y_G ‖ x_A ‖ y_A).
+func (p *PublicKey) zA(uid []byte) (Digest, error) {
+	z, err := sm2.CalculateZA(p.key, uid)
+	if err != nil {
+		return Digest{}, fmt.Errorf("gm: computing SM2 Z_A: %w", err)
+	}
+	return DigestFromBytes(z)
 }
 
 // DigestWithUID returns e = SM3(Z_A ‖ msg) for the given user id.
@@ -380,11 +398,11 @@ func ParseDERSignature(der []byte) (Signature, error) {
 // DER returns the ASN.1 encoding other SM2 libraries exchange. It fails for
 // a signature whose r or s lies outside [1, n-1].
 func (s Signature) DER() ([]byte, error) {
-	r, ss, err := s.scalars()
-	if err != nil {
-		return nil, err
+	r, ss := s[:coordinateSize], s[coordinateSize:]
+	if !scalarInRange(r) || !scalarInRange(ss) {
+		return nil, fmt.Errorf("%w: r or s outside [1, n-1]", ErrSignature)
 	}
-	return marshalDERIntegers(r, ss), nil
+	return appendDERIntegers(make([]byte, 0, 2+2*(2+coordinateSize+1)), r, ss), nil
 }
 
 // scalars returns r and s, or an error if either lies outside [1, n-1].

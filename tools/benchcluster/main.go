@@ -202,6 +202,7 @@ func run(ctx context.Context, o options) (err error) {
 	refillErr := make(chan error, 1)
 	var refillPaused atomic.Bool
 	var satRes result
+	var satCost *costBreakdown
 	rss := make([]int64, len(c.Nodes))
 	window := o.window
 	if o.rate <= 0 {
@@ -281,6 +282,9 @@ func run(ctx context.Context, o options) (err error) {
 		logf("saturation (window %d): %d committed in %v; receipts: %s", window, satRes.committed, to.Sub(from).Round(time.Millisecond), sat.summary())
 		logf("cpu over the saturation measurement: %s", cpu1.since(cpu0))
 		logStages("saturation", st1.since(st0))
+		if profiles != nil {
+			satCost = logBreakdown(o.profile, "saturation", len(c.Nodes), satRes.committed)
+		}
 		if err := waitIdle(ctx, c, 30*time.Second); err != nil {
 			logf("warning: %v", err)
 		}
@@ -354,6 +358,10 @@ func run(ctx context.Context, o options) (err error) {
 	logf("%s: offered %.0f/s, %d committed in %v; receipts: %s", phase, rate, halfRes.committed, hto.Sub(hfrom).Round(time.Millisecond), hl.summary())
 	logf("cpu over the %s measurement: %s", phase, hcpu1.since(hcpu0))
 	logStages(phase, hst1.since(hst0))
+	var halfCost *costBreakdown
+	if hprof != nil {
+		halfCost = logBreakdown(o.profile, "half", len(c.Nodes), halfRes.committed)
+	}
 
 	for i := range c.Nodes {
 		if m, err := c.Memory(i); err == nil {
@@ -381,8 +389,16 @@ func run(ctx context.Context, o options) (err error) {
 	logf("SM2 verify rate on %d cores after the cluster stopped: %.0f/s; load average %s", workers, vAfter, loadAvg())
 
 	bound = (vBefore + vAfter) / 2 / float64(o.nodes)
+	// One verification's CPU, and what a node may spend per transaction in
+	// all at the goal: ratio = (one verify) / (CPU per tx per node)
+	// when the nodes share the machine's cores.
+	verifyUS := 1e6 * float64(workers) / ((vBefore + vAfter) / 2)
+	logf("one SM2 verify costs %.1f µs of a core; at ratio 0.7 a node may spend %.1f µs of CPU per committed transaction in all", verifyUS, verifyUS/0.7)
 	if o.rate > 0 {
 		fmt.Printf("fixed_rate offered_tps=%.0f committed_tps=%.0f p50_ms=%.1f p99_ms=%.1f\n", rate, halfRes.tps, ms(halfRes.p50), ms(halfRes.p99))
+		if halfCost != nil {
+			fmt.Printf("fixed_rate_cpu_us_per_tx_per_node %s\n", halfCost.summary(halfRes.committed))
+		}
 		return nil
 	}
 	fmt.Printf("verify_bound_tps=%.0f committed_tps=%.0f ratio=%.3f p50_ms=%.1f p99_ms=%.1f\n",
@@ -393,7 +409,35 @@ func run(ctx context.Context, o options) (err error) {
 		parts = append(parts, fmt.Sprintf("node%d=%.1f", i, mib(v)))
 	}
 	fmt.Printf("peak_rss_mib %s\n", strings.Join(parts, " "))
+	if satCost != nil {
+		fmt.Printf("saturation_cpu_us_per_tx_per_node %s\n", satCost.summary(satRes.committed))
+	}
+	if halfCost != nil {
+		fmt.Printf("half_load_cpu_us_per_tx_per_node %s\n", halfCost.summary(halfRes.committed))
+	}
 	return nil
+}
+
+// logBreakdown reads the nodes' CPU profiles of a phase and logs where
+// their CPU went, per committed transaction per node. It returns nil if
+// a profile cannot be read.
+func logBreakdown(dir, phase string, nodes, committed int) *costBreakdown {
+	b := newCostBreakdown()
+	for i := range nodes {
+		if err := b.addFile(filepath.Join(dir, fmt.Sprintf("node%d.%s.pprof", i, phase))); err != nil {
+			logf("cpu breakdown: %v", err)
+			return nil
+		}
+	}
+	lines := b.lines(committed)
+	if len(lines) == 0 {
+		return nil
+	}
+	logf("where the nodes' CPU went over the %s measurement (from their CPU profiles; µs per committed transaction per node, mean of %d nodes; share of node CPU):", phase, nodes)
+	for _, l := range lines {
+		logf("  %s", l)
+	}
+	return b
 }
 
 // logStages logs node 0's mean block and transaction stage times over a
