@@ -42,6 +42,8 @@ type config struct {
 	seed         uint64
 	dir          string
 	keep         bool
+	checks       bool
+	dropCache    bool
 	verbose      bool
 	platWrites   int
 	platSyncs    int
@@ -64,6 +66,8 @@ func main() {
 	flag.Uint64Var(&c.seed, "seed", 1, "workload seed")
 	flag.StringVar(&c.dir, "dir", "", "directory for the stores (default: the system temp dir); must be on the disk under test")
 	flag.BoolVar(&c.keep, "keep", false, "keep the stores after the run")
+	flag.BoolVar(&c.dropCache, "drop-cache", false, "after the prefill, drop the store's files from the page cache and read them back 4 KiB at a time without readahead before reopening: the cache is warm but in 4 KiB folios instead of the large ones the writes made")
+	flag.BoolVar(&c.checks, "checks", true, "read the block id and every tx id before writing, as storage's CommitBlocks does")
 	flag.BoolVar(&c.verbose, "v", false, "print pebble's LSM metrics after each engine")
 	flag.IntVar(&c.platWrites, "platform-writes", 5000, "4 KiB pwrites timed for the platform figures")
 	flag.IntVar(&c.platSyncs, "platform-syncs", 300, "pwrite+fdatasync rounds timed for the platform figures")
@@ -153,6 +157,7 @@ type phase struct {
 	txs         int
 	cpu         time.Duration // whole process, until background work settled
 	wall        time.Duration // the commit loop
+	wchar       int64
 	writeBytes  int64
 	writeCalls  int64
 	syncs       int64
@@ -185,15 +190,22 @@ func run(ctx context.Context, log *slog.Logger, out io.Writer, c config) error {
 		return err
 	}
 	fmt.Fprintf(out, "enginebench: %s, GOMAXPROCS %d, stores under %s\n", runtime.Version(), runtime.GOMAXPROCS(0), parent)
-	fmt.Fprintf(out, "workload: prefill %d tx in blocks of %d; measured %d tx (≥ %d blocks) per block size %v; %d subjects, %d senders, replay window %d tx, body window %d blocks\n",
-		c.prefill, c.prefillBlock, c.measureTxs, c.minBlocks, c.blockSizes, c.subjects, c.senders, c.seenWindow, c.bodyWindow)
-
-	plat, err := measurePlatform(parent, c.platWrites, c.platSyncs)
-	if err != nil {
-		return fmt.Errorf("platform figures: %w", err)
+	if c.dropCache {
+		fmt.Fprintln(out, "page cache of each store dropped and re-read in 4 KiB folios after its prefill (-drop-cache)")
 	}
-	fmt.Fprintf(out, "platform: 4 KiB pwrite %.1f µs CPU; fdatasync after one dirty page %.1f µs CPU, %.1f µs wall\n",
-		us(plat.pwriteCPU), us(plat.fdatasyncCPU), us(plat.fdatasyncW))
+	fmt.Fprintf(out, "workload: prefill %d tx in blocks of %d; measured %d tx (≥ %d blocks) per block size %v; %d subjects, %d senders, replay window %d tx, body window %d blocks, duplicate checks %v\n",
+		c.prefill, c.prefillBlock, c.measureTxs, c.minBlocks, c.blockSizes, c.subjects, c.senders, c.seenWindow, c.bodyWindow, c.checks)
+
+	var plat []platform
+	for _, fill := range []int{4 << 10, 1 << 20} {
+		p, err := measurePlatform(parent, fill, c.platWrites, c.platSyncs)
+		if err != nil {
+			return fmt.Errorf("platform figures: %w", err)
+		}
+		fmt.Fprintf(out, "platform (file filled %d KiB at a time): 4 KiB pwrite %.1f µs CPU; fdatasync after one dirty page %.1f µs CPU, %.1f µs wall\n",
+			fill>>10, us(p.pwriteCPU), us(p.fdatasyncCPU), us(p.fdatasyncW))
+		plat = append(plat, p)
+	}
 
 	var phases []phase
 	var stores []storeFigures
@@ -246,7 +258,7 @@ func runEngine(ctx context.Context, log *slog.Logger, c config, name, parent str
 			return nil, sf, err
 		}
 		n := min(c.prefillBlock, c.prefill-done)
-		b := w.next(n)
+		b := nextBlock(w, n, c.checks)
 		if err := e.commit(b); err != nil {
 			return nil, sf, fmt.Errorf("prefill: %w", err)
 		}
@@ -272,6 +284,11 @@ func runEngine(ctx context.Context, log *slog.Logger, c config, name, parent str
 	e = nil
 	if sf.diskBytes, err = dirSize(dir); err != nil {
 		return nil, sf, err
+	}
+	if c.dropCache {
+		if err := dropCache(dir); err != nil {
+			return nil, sf, err
+		}
 	}
 
 	// Reopen: what a restart costs on the filled store.
@@ -344,6 +361,16 @@ func runEngine(ctx context.Context, log *slog.Logger, c config, name, parent str
 	return phases, sf, nil
 }
 
+// nextBlock returns the workload's next block, without its duplicate
+// checks unless checks is set.
+func nextBlock(w *workload, n int, checks bool) *block {
+	b := w.next(n)
+	if !checks {
+		b.checks, b.seqChecks = nil, nil
+	}
+	return b
+}
+
 // lookupKey is the index key of transaction i of b as the engine stores it.
 func lookupKey(spec engineSpec, b *block, i int) []byte {
 	if spec.seqKeys {
@@ -361,7 +388,7 @@ func measure(e engine, w *workload, name string, size int, c config) (phase, err
 	blocks := make([]*block, n)
 	p := phase{engine: name, blockTxs: size, blocks: n, txs: n * size}
 	for i := range blocks {
-		blocks[i] = w.next(size)
+		blocks[i] = nextBlock(w, size, c.checks)
 		p.storedBytes += int64(blocks[i].bytes())
 	}
 	if err := e.settle(); err != nil {
@@ -396,6 +423,7 @@ func measure(e engine, w *workload, name string, size int, c config) (phase, err
 		return p, err
 	}
 	p.cpu = c1 - c0
+	p.wchar = io1.wchar - io0.wchar
 	p.writeBytes = io1.writeBytes - io0.writeBytes
 	p.writeCalls = io1.writeCalls - io0.writeCalls
 	p.syncs = e.syncs() - s0
@@ -406,7 +434,7 @@ func measure(e engine, w *workload, name string, size int, c config) (phase, err
 	return p, nil
 }
 
-func report(out io.Writer, plat platform, phases []phase, stores []storeFigures) {
+func report(out io.Writer, plat []platform, phases []phase, stores []storeFigures) {
 	base := map[int]float64{} // bbolt's CPU per tx by block size
 	for _, p := range phases {
 		if p.engine == "bbolt" {
@@ -416,7 +444,7 @@ func report(out io.Writer, plat platform, phases []phase, stores []storeFigures)
 	fmt.Fprintln(out)
 	fmt.Fprintln(out, "Commit cost (CPU = whole process, user+sys, background work until settled):")
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "engine\tblock tx\tblocks\tCPU µs/tx\tvs bbolt\tCPU µs/block\twall µs/tx\tdisk B/tx\tstored B/tx\twrite calls/tx\tfsyncs/block\tpages/tx\t")
+	fmt.Fprintln(tw, "engine\tblock tx\tblocks\tCPU µs/tx\tvs bbolt\tCPU µs/block\twall µs/tx\twritten B/tx\tstored B/tx\twrite calls/tx\tfsyncs/block\tpages/tx\t")
 	for _, p := range phases {
 		vs := "-"
 		if b, ok := base[p.blockTxs]; ok && b > 0 {
@@ -428,7 +456,7 @@ func report(out io.Writer, plat platform, phases []phase, stores []storeFigures)
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%.1f\t%s\t%.0f\t%.1f\t%.0f\t%.0f\t%.2f\t%.2f\t%s\t\n",
 			p.engine, p.blockTxs, p.blocks, p.cpuPerTx(), vs, p.perBlock(us(p.cpu)),
-			p.perTx(us(p.wall)), p.perTx(float64(p.writeBytes)), p.perTx(float64(p.storedBytes)),
+			p.perTx(us(p.wall)), p.perTx(float64(p.wchar)), p.perTx(float64(p.storedBytes)),
 			p.perTx(float64(p.writeCalls)), p.perBlock(float64(p.syncs)), pages)
 	}
 	tw.Flush()
@@ -448,17 +476,19 @@ func report(out io.Writer, plat platform, phases []phase, stores []storeFigures)
 	tw.Flush()
 
 	fmt.Fprintln(out)
-	fmt.Fprintf(out, "PLATFORM pwrite4k_cpu_us=%.2f fdatasync_cpu_us=%.2f fdatasync_wall_us=%.2f\n",
-		us(plat.pwriteCPU), us(plat.fdatasyncCPU), us(plat.fdatasyncW))
+	for _, p := range plat {
+		fmt.Fprintf(out, "PLATFORM fill_kib=%d pwrite4k_cpu_us=%.2f fdatasync_cpu_us=%.2f fdatasync_wall_us=%.2f\n",
+			p.fill>>10, us(p.pwriteCPU), us(p.fdatasyncCPU), us(p.fdatasyncW))
+	}
 	for _, p := range phases {
 		pages := "NA"
 		if p.pages >= 0 {
 			pages = fmt.Sprintf("%.3f", p.perTx(float64(p.pages)))
 		}
-		fmt.Fprintf(out, "COMMIT engine=%s block_txs=%d blocks=%d cpu_us_per_tx=%.2f cpu_us_per_block=%.1f wall_us_per_tx=%.2f write_bytes_per_tx=%.1f stored_bytes_per_tx=%.1f write_calls_per_tx=%.3f fsyncs_per_block=%.3f pages_per_tx=%s\n",
+		fmt.Fprintf(out, "COMMIT engine=%s block_txs=%d blocks=%d cpu_us_per_tx=%.2f cpu_us_per_block=%.1f wall_us_per_tx=%.2f wchar_per_tx=%.1f kernel_write_bytes_per_tx=%.1f stored_bytes_per_tx=%.1f write_calls_per_tx=%.3f fsyncs_per_block=%.3f pages_per_tx=%s\n",
 			p.engine, p.blockTxs, p.blocks, p.cpuPerTx(), p.perBlock(us(p.cpu)), p.perTx(us(p.wall)),
-			p.perTx(float64(p.writeBytes)), p.perTx(float64(p.storedBytes)), p.perTx(float64(p.writeCalls)),
-			p.perBlock(float64(p.syncs)), pages)
+			p.perTx(float64(p.wchar)), p.perTx(float64(p.writeBytes)), p.perTx(float64(p.storedBytes)),
+			p.perTx(float64(p.writeCalls)), p.perBlock(float64(p.syncs)), pages)
 	}
 	for _, s := range stores {
 		fmt.Fprintf(out, "STORE engine=%s fill_s=%.2f disk_bytes=%d open_ms=%.3f open_cpu_ms=%.3f lookups=%d lookup_cpu_us=%.3f lookup_wall_us=%.3f\n",
