@@ -20,7 +20,10 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -44,6 +47,7 @@ type config struct {
 	keep         bool
 	checks       bool
 	dropCache    bool
+	cpuProfile   string
 	verbose      bool
 	platWrites   int
 	platSyncs    int
@@ -56,7 +60,7 @@ func main() {
 	flag.StringVar(&blocks, "blocks", "80,160,320,1000", "block sizes in transactions, comma-separated, measured in this order on one store")
 	flag.IntVar(&c.prefill, "prefill", 200_000, "transactions committed before measuring")
 	flag.IntVar(&c.prefillBlock, "prefill-block", 1000, "transactions per block while pre-filling")
-	flag.IntVar(&c.measureTxs, "txs", 20_000, "transactions committed per measured block size")
+	flag.IntVar(&c.measureTxs, "txs", 40_000, "transactions committed per measured block size")
 	flag.IntVar(&c.minBlocks, "min-blocks", 20, "at least this many blocks per measured block size")
 	flag.IntVar(&c.lookups, "lookups", 20_000, "random transaction-id lookups on the pre-filled store")
 	flag.IntVar(&c.subjects, "subjects", 10_000, "distinct record subjects (s/<subject><id> keys)")
@@ -67,6 +71,7 @@ func main() {
 	flag.StringVar(&c.dir, "dir", "", "directory for the stores (default: the system temp dir); must be on the disk under test")
 	flag.BoolVar(&c.keep, "keep", false, "keep the stores after the run")
 	flag.BoolVar(&c.dropCache, "drop-cache", false, "after the prefill, drop the store's files from the page cache and read them back 4 KiB at a time without readahead before reopening: the cache is warm but in 4 KiB folios instead of the large ones the writes made")
+	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of each measured phase (commits until settled) to DIR/<engine>-<block>.pprof")
 	flag.BoolVar(&c.checks, "checks", true, "read the block id and every tx id before writing, as storage's CommitBlocks does")
 	flag.BoolVar(&c.verbose, "v", false, "print pebble's LSM metrics after each engine")
 	flag.IntVar(&c.platWrites, "platform-writes", 5000, "4 KiB pwrites timed for the platform figures")
@@ -90,6 +95,7 @@ func main() {
 	defer stop()
 	if err := run(ctx, log, os.Stdout, c); err != nil {
 		log.Error("enginebench failed", "err", err)
+		stop()
 		os.Exit(1)
 	}
 }
@@ -179,6 +185,8 @@ type storeFigures struct {
 	lookups   int
 	lookupCPU time.Duration // per lookup
 	lookupW   time.Duration // per lookup
+	rssAnon   int64         // anonymous resident memory after the run (heap, caches, memtables)
+	rssFile   int64         // file-backed resident memory after the run (bbolt's mmap)
 }
 
 func run(ctx context.Context, log *slog.Logger, out io.Writer, c config) error {
@@ -205,6 +213,12 @@ func run(ctx context.Context, log *slog.Logger, out io.Writer, c config) error {
 		fmt.Fprintf(out, "platform (file filled %d KiB at a time): 4 KiB pwrite %.1f µs CPU; fdatasync after one dirty page %.1f µs CPU, %.1f µs wall\n",
 			fill>>10, us(p.pwriteCPU), us(p.fdatasyncCPU), us(p.fdatasyncW))
 		plat = append(plat, p)
+	}
+
+	if c.cpuProfile != "" {
+		if err := os.MkdirAll(c.cpuProfile, 0o755); err != nil {
+			return err
+		}
 	}
 
 	var phases []phase
@@ -355,6 +369,11 @@ func runEngine(ctx context.Context, log *slog.Logger, c config, name, parent str
 		log.Info("measured", "engine", name, "block", size, "cpu_us_per_tx", fmt.Sprintf("%.1f", p.cpuPerTx()))
 		phases = append(phases, p)
 	}
+	runtime.GC()
+	debug.FreeOSMemory()
+	if sf.rssAnon, sf.rssFile, err = residentMemory(); err != nil {
+		return nil, sf, err
+	}
 	if pe, ok := e.(*pebbleEngine); ok && c.verbose {
 		fmt.Fprintf(os.Stderr, "pebble LSM after the run:\n%s\n", pe.describe())
 	}
@@ -404,6 +423,16 @@ func measure(e engine, w *workload, name string, size int, c config) (phase, err
 	if err != nil {
 		return p, err
 	}
+	var prof *os.File
+	if c.cpuProfile != "" {
+		if prof, err = os.Create(filepath.Join(c.cpuProfile, fmt.Sprintf("%s-%d.pprof", name, size))); err != nil {
+			return p, err
+		}
+		defer prof.Close()
+		if err := pprof.StartCPUProfile(prof); err != nil {
+			return p, err
+		}
+	}
 	t0 := time.Now()
 	for _, b := range blocks {
 		if err := e.commit(b); err != nil {
@@ -413,6 +442,9 @@ func measure(e engine, w *workload, name string, size int, c config) (phase, err
 	p.wall = time.Since(t0)
 	if err := e.settle(); err != nil {
 		return p, err
+	}
+	if prof != nil {
+		pprof.StopCPUProfile()
 	}
 	c1, err := cpuTime()
 	if err != nil {
@@ -464,14 +496,15 @@ func report(out io.Writer, plat []platform, phases []phase, stores []storeFigure
 	fmt.Fprintln(out)
 	fmt.Fprintln(out, "Pre-filled store:")
 	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "engine\tfill s\ton disk MiB\topen ms\topen CPU ms\tlookup CPU µs\tlookup wall µs\t")
+	fmt.Fprintln(tw, "engine\tfill s\ton disk MiB\topen ms\topen CPU ms\tlookup CPU µs\tlookup wall µs\tRSS anon MiB\tRSS file MiB\t")
 	for _, s := range stores {
 		lc, lw := "-", "-"
 		if s.lookups > 0 {
 			lc, lw = fmt.Sprintf("%.2f", us(s.lookupCPU)), fmt.Sprintf("%.2f", us(s.lookupW))
 		}
-		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.2f\t%.2f\t%s\t%s\t\n", s.engine, s.fillWall.Seconds(),
-			float64(s.diskBytes)/(1<<20), us(s.openWall)/1e3, us(s.openCPU)/1e3, lc, lw)
+		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.2f\t%.2f\t%s\t%s\t%.0f\t%.0f\t\n", s.engine, s.fillWall.Seconds(),
+			float64(s.diskBytes)/(1<<20), us(s.openWall)/1e3, us(s.openCPU)/1e3, lc, lw,
+			float64(s.rssAnon)/(1<<20), float64(s.rssFile)/(1<<20))
 	}
 	tw.Flush()
 
@@ -491,7 +524,8 @@ func report(out io.Writer, plat []platform, phases []phase, stores []storeFigure
 			p.perTx(float64(p.writeCalls)), p.perBlock(float64(p.syncs)), pages)
 	}
 	for _, s := range stores {
-		fmt.Fprintf(out, "STORE engine=%s fill_s=%.2f disk_bytes=%d open_ms=%.3f open_cpu_ms=%.3f lookups=%d lookup_cpu_us=%.3f lookup_wall_us=%.3f\n",
-			s.engine, s.fillWall.Seconds(), s.diskBytes, us(s.openWall)/1e3, us(s.openCPU)/1e3, s.lookups, us(s.lookupCPU), us(s.lookupW))
+		fmt.Fprintf(out, "STORE engine=%s fill_s=%.2f disk_bytes=%d open_ms=%.3f open_cpu_ms=%.3f lookups=%d lookup_cpu_us=%.3f lookup_wall_us=%.3f rss_anon_bytes=%d rss_file_bytes=%d\n",
+			s.engine, s.fillWall.Seconds(), s.diskBytes, us(s.openWall)/1e3, us(s.openCPU)/1e3, s.lookups, us(s.lookupCPU), us(s.lookupW),
+			s.rssAnon, s.rssFile)
 	}
 }

@@ -201,3 +201,33 @@ func dropCache(dir string) error {
 		}
 	})
 }
+
+// residentMemory returns the process's anonymous and file-backed resident
+// bytes (RssAnon and RssFile of /proc/self/status).
+func residentMemory() (anon, file int64, err error) {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, 0, fmt.Errorf("read /proc/self/status: %w", err)
+	}
+	for line := range bytes.Lines(data) {
+		name, val, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			continue
+		}
+		var dst *int64
+		switch string(name) {
+		case "RssAnon":
+			dst = &anon
+		case "RssFile":
+			dst = &file
+		default:
+			continue
+		}
+		kb, err := strconv.ParseInt(string(bytes.TrimSuffix(bytes.TrimSpace(val), []byte(" kB"))), 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("/proc/self/status %s: %w", name, err)
+		}
+		*dst = kb << 10
+	}
+	return anon, file, nil
+}
