@@ -33,14 +33,25 @@ func openBolt(dir string, seq bool) (engine, error) {
 	}
 	e := &boltEngine{db: db, path: path, seq: seq}
 	copy(e.buckets[:], bucketNames[:])
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range append(bucketNames[:], otherBuckets...) {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-				return err
+	// Like storage.Open, opening an existing store writes nothing.
+	var exists bool
+	if err := db.View(func(tx *bolt.Tx) error {
+		exists = tx.Bucket([]byte("meta")) != nil
+		return nil
+	}); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if !exists {
+		err = db.Update(func(tx *bolt.Tx) error {
+			for _, name := range append(bucketNames[:], otherBuckets...) {
+				if _, err := tx.CreateBucket(name); err != nil {
+					return err
+				}
 			}
-		}
-		return tx.Bucket([]byte("meta")).Put([]byte("schema"), binary.BigEndian.AppendUint32(nil, 2))
-	})
+			return tx.Bucket([]byte("meta")).Put([]byte("schema"), binary.BigEndian.AppendUint32(nil, 2))
+		})
+	}
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("create buckets: %w", err)
