@@ -144,3 +144,16 @@ bench-cluster: build ## end-to-end: 4 nodes + swtpm on loopback, kiosk load; com
 test-provisioning: ## ceremonies end to end: genesis by quorum, node join, TPM key rotation under load, node removal, kiosk enrol/freeze/revoke (root, netns, swtpm)
 	$(GO) vet -tags provisioning ./firmware/clustertest/
 	$(GO) test -tags provisioning -race -count=1 -timeout 12m -run '^TestProvisioningCeremonies$$' -v ./firmware/clustertest/
+
+# --- enginebench ---
+# Storage engines on hallmark's commit pattern (bbolt as storage configures
+# it, pebble, an append-only log floor, bbolt with time-ordered keys). A
+# module of its own so that hallmark does not depend on pebble. Measure
+# alone: flock /tmp/hallmark-bench.lock make bench-engines
+ENGINEBENCH_FLAGS ?=
+.PHONY: bench-engines test-enginebench
+bench-engines: ## storage engines on the block-commit pattern: CPU, wall, bytes and fsyncs per tx, lookup, open, size (~4 min)
+	cd tools/enginebench && $(GO) run . $(ENGINEBENCH_FLAGS)
+
+test-enginebench: ## enginebench's own tests and vet (its own module)
+	cd tools/enginebench && $(GO) vet ./... && $(GO) test -race -count=1 ./...
