@@ -22,7 +22,7 @@ var (
 	bucketPayloads     = []byte("payloads")  // digest → payload location
 	bucketMasks        = []byte("masks")     // digest → mask record
 	bucketErasePending = []byte("erase_pending")
-	bucketSafety       = []byte("safety") // empty since schema 3 (see safetymigrate.go)
+	bucketSafety       = []byte("safety")     // empty since schema 3 (see safetymigrate.go)
 	bucketAudit        = []byte("audit")      // seq → chain ‖ entry
 	bucketAuditTime    = []byte("audit_time") // time ‖ seq → empty
 	bucketAuditSeg     = []byte("audit_seg")  // segment number → segment record
