@@ -684,11 +684,14 @@ func (l *safetyLog) append(fb *frameBuilder) error {
 	return nil
 }
 
-// liveBytes is the size the live contents would take in a compacted log.
-func (l *safetyLog) liveBytes() int64 {
+// liveBytes is the size of a compacted log: the record and the kept
+// blocks above the tip.
+func (l *safetyLog) liveBytes(tip uint64, hasTip bool) int64 {
 	n := int64(safetyHeaderSize + frameOverhead + entryRecordHead + len(l.record))
-	for _, loc := range l.kept {
-		n += frameOverhead + entryKeepHead + loc.n
+	for r, loc := range l.kept {
+		if !hasTip || r.height > tip {
+			n += frameOverhead + entryKeepHead + loc.n
+		}
 	}
 	return n
 }
@@ -697,12 +700,13 @@ func (l *safetyLog) liveBytes() int64 {
 // grown past its bound. The save that triggered it is already durable, so
 // a failure is logged and retried later. Called with mu.
 func (l *safetyLog) maybeCompact(tip uint64, hasTip bool) {
-	if l.end <= max(l.compactBytes, 4*l.liveBytes()) || l.end < l.noCompactBefore {
+	if l.end <= max(l.compactBytes, 4*l.liveBytes(tip, hasTip)) || l.end < l.noCompactBefore {
 		return
 	}
 	if err := l.compact(tip, hasTip); err != nil {
 		l.noCompactBefore = l.end + l.compactBytes/8
 		l.log.Error("safety log: compaction failed; the log keeps growing until it succeeds", "bytes", l.end, "err", err)
+
 	}
 }
 
