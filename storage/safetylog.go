@@ -133,6 +133,7 @@ type safetyLog struct {
 	hasRecord bool
 	kept      map[keptRef]keptLoc
 	buf       []byte // frame buffer, reused while small
+	scratch   []byte // for reading kept blocks back to compare
 	// failed is set when the file's state is unknown (a failed fdatasync,
 	// a write that could not be undone); every later write returns it.
 	failed error
@@ -571,6 +572,13 @@ func (l *safetyLog) save(record []byte, keep []KeptBlock, tip uint64, hasTip boo
 	if l.failed != nil {
 		return l.failed
 	}
+	size := int64(entryDropToSize + entryRecordHead + len(record))
+	for _, k := range keep {
+		size += entryKeepHead + int64(len(k.Data))
+	}
+	if size > maxFrameBody {
+		return fmt.Errorf("%w: a safety save of %d bytes (at most %d)", ErrInvalid, size, int64(maxFrameBody))
+	}
 	fb := newFrameBuilder(l.buf, l.end)
 	if hasTip {
 		for r := range l.kept {
@@ -597,9 +605,6 @@ func (l *safetyLog) save(record []byte, keep []KeptBlock, tip uint64, hasTip boo
 		}
 		fb.keep(r, k.Data)
 	}
-	if fb.bodyLen() > maxFrameBody {
-		return fmt.Errorf("%w: a safety save of %d bytes (at most %d)", ErrInvalid, fb.bodyLen(), int64(maxFrameBody))
-	}
 	if err := l.append(fb); err != nil {
 		return err
 	}
@@ -607,17 +612,27 @@ func (l *safetyLog) save(record []byte, keep []KeptBlock, tip uint64, hasTip boo
 	return nil
 }
 
-// holds reports whether the kept block r is stored with exactly data.
+// holds reports whether the kept block r is stored with exactly data,
+// reading it back a piece at a time. Called with mu.
 func (l *safetyLog) holds(r keptRef, data []byte) (bool, error) {
 	loc, ok := l.kept[r]
 	if !ok || loc.n != int64(len(data)) {
 		return false, nil
 	}
-	got := make([]byte, loc.n)
-	if _, err := l.f.ReadAt(got, loc.off); err != nil {
-		return false, fmt.Errorf("storage: read kept block %d %s: %w", r.height, short(r.id), err)
+	if l.scratch == nil {
+		l.scratch = make([]byte, 64<<10)
 	}
-	return bytes.Equal(got, data), nil
+	for off := int64(0); off < loc.n; {
+		piece := l.scratch[:min(int64(len(l.scratch)), loc.n-off)]
+		if _, err := l.f.ReadAt(piece, loc.off+off); err != nil {
+			return false, fmt.Errorf("storage: read kept block %d %s: %w", r.height, short(r.id), err)
+		}
+		if !bytes.Equal(piece, data[off:off+int64(len(piece))]) {
+			return false, nil
+		}
+		off += int64(len(piece))
+	}
+	return true, nil
 }
 
 // release appends a frame forgetting the kept blocks with the given ids,
