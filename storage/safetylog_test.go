@@ -1,11 +1,16 @@
 package storage_test
 
 import (
+	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -354,4 +359,118 @@ func TestSafetyLogFullDisk(t *testing.T) {
 	s = openStore(t, dir, storage.Options{})
 	defer s.Close()
 	wantSafety(t, s, want)
+}
+
+// The SIGKILL test of the safety log: a child process saves a record and
+// a block, releases the block of the save before, and reports each round
+// that returned; the parent kills it mid-stream, three times, with
+// compactions running among the saves. After each kill the store holds
+// the last reported save or the one after it, none of the released
+// blocks, and its kept blocks intact.
+const safetyKillEnv = "HALLMARK_STORAGE_SAFETY_KILL_CHILD"
+
+func killBlock(i int) storage.KeptBlock { return keptBlock(uint64(i), 1, 5000+i) }
+
+func TestSafetySurvivesSIGKILL(t *testing.T) {
+	if dir := os.Getenv(safetyKillEnv); dir != "" {
+		safetyKillChild(dir)
+		return
+	}
+	dir := t.TempDir()
+	compactions := 0
+	for round, killAfter := range []int{9, 17, 31} {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestSafetySurvivesSIGKILL$", "-test.count=1")
+		cmd.Env = append(os.Environ(), safetyKillEnv+"="+dir)
+		cmd.Stderr = os.Stderr
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(out)
+		seen, reported, c := 0, -1, 0
+		for sc.Scan() {
+			if n, _ := fmt.Sscanf(sc.Text(), "saved %d, compactions %d", &reported, &c); n != 2 {
+				continue
+			}
+			if seen++; seen == killAfter {
+				cmd.Process.Signal(syscall.SIGKILL)
+				break
+			}
+		}
+		cmd.Wait()
+		if seen < killAfter {
+			t.Fatalf("round %d: child stopped after %d saves", round, seen)
+		}
+		compactions += c
+		s := openStore(t, dir, storage.Options{})
+		got := readSafety(t, s)
+		s.Close()
+		last, err := strconv.Atoi(strings.TrimPrefix(got.record, "save "))
+		if err != nil || last < reported || last > reported+1 {
+			t.Fatalf("round %d: record %q after the child reported save %d", round, got.record, reported)
+		}
+		held := map[uint64]bool{}
+		for _, k := range got.kept {
+			if want := killBlock(int(k.Height)); k.ID != want.ID || !bytes.Equal(k.Data, want.Data) {
+				t.Fatalf("round %d: kept block %d damaged", round, k.Height)
+			}
+			held[k.Height] = true
+		}
+		for i := 1; i <= reported; i++ {
+			if held[uint64(i)] != (i == reported) {
+				t.Fatalf("round %d: block %d held: %v (reported up to %d)", round, i, held[uint64(i)], reported)
+			}
+		}
+		t.Logf("round %d: killed after save %d was reported; store holds save %d and %d kept blocks", round, reported, last, len(got.kept))
+	}
+	if compactions == 0 {
+		t.Fatal("no compaction ran; the test means to kill the child among them")
+	}
+}
+
+// safetyKillChild saves until killed, printing each save that returned.
+func safetyKillChild(dir string) {
+	fail := func(err error) {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		os.Exit(2)
+	}
+	s, err := storage.Open(dir, storage.WithSafetyCompactBytes(storage.Options{ChainID: ledgertest.ChainID}, 48<<10))
+	if err != nil {
+		fail(err)
+	}
+	next := 1
+	if rec, err := s.LoadSafety(); err != nil {
+		fail(err)
+	} else if rec != nil {
+		n, err := strconv.Atoi(strings.TrimPrefix(string(rec), "save "))
+		if err != nil {
+			fail(err)
+		}
+		next = n + 1
+	}
+	// A kill between a save and its release leaves a block behind: give
+	// up every block but the last, as consensus would abandon them.
+	kept, err := s.KeptBlocks()
+	if err != nil {
+		fail(err)
+	}
+	for _, k := range kept {
+		if int(k.Height) < next-1 {
+			if err := s.ReleaseKept(ctx, k.ID); err != nil {
+				fail(err)
+			}
+		}
+	}
+	for i := next; ; i++ {
+		if err := s.SaveSafety(ctx, fmt.Appendf(nil, "save %d", i), killBlock(i)); err != nil {
+			fail(err)
+		}
+		if err := s.ReleaseKept(ctx, killBlock(i-1).ID); err != nil {
+			fail(err)
+		}
+		fmt.Printf("saved %d, compactions %d\n", i, s.SafetyStats().Compactions)
+	}
 }
