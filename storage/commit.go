@@ -155,15 +155,7 @@ func (s *Store) CommitBlocks(ctx context.Context, bs []*Batch) error {
 	}
 
 	var erasures bool
-	upgrade := s.schema.Load() < SchemaVersion
 	err = s.db.Update(func(tx *bolt.Tx) error {
-		if upgrade {
-			// A store of an older layout this build reads becomes the
-			// current one with its first commit (Open writes nothing).
-			if err := tx.Bucket(bucketMeta).Put(metaSchema, u32(SchemaVersion)); err != nil {
-				return err
-			}
-		}
 		// The payload index first, so that a mask in any of the blocks
 		// finds (and queues for erasure) a payload the group stores.
 		if err := pending.record(tx); err != nil {
@@ -190,7 +182,7 @@ func (s *Store) CommitBlocks(ctx context.Context, bs []*Batch) error {
 				return err
 			}
 		}
-		return dropKeptUpTo(tx, last)
+		return nil
 	})
 	if err != nil {
 		if rbErr := s.payloads.rollback(pending); rbErr != nil {
@@ -200,10 +192,6 @@ func (s *Store) CommitBlocks(ctx context.Context, bs []*Batch) error {
 	}
 	s.payloads.commit(pending)
 	s.tip.Store(tip)
-	if upgrade {
-		s.schema.Store(SchemaVersion)
-		s.log.Info("store layout upgraded", "schema", SchemaVersion)
-	}
 	if erasures {
 		if err := s.finishErasures(); err != nil {
 			// The blocks and the mask records are committed; the erasure is

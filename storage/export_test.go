@@ -30,15 +30,47 @@ func (s *Store) FreelistPages() (free, pending, bytes int) {
 	return st.FreePageN, st.PendingPageN, st.FreelistInuse
 }
 
-// SafetyPageWrites returns the number of page writes bbolt has made to
-// safety.db since it was opened.
-func (s *Store) SafetyPageWrites() int64 {
-	st := s.safe.Stats()
-	return st.TxStats.GetWrite()
+// SafetyStats counts what the safety log has done since the store was
+// opened: write calls, fdatasyncs, bytes appended and compactions.
+type SafetyStats struct {
+	Writes, Syncs, Bytes, Compactions int64
 }
 
-// MmapAddrs returns where the main and the safety file are mapped; an
-// address changes when bbolt maps a file again.
-func (s *Store) MmapAddrs() (main, safety uintptr) {
-	return s.db.Info().Data, s.safe.Info().Data
+// SafetyStats returns the safety log's counters.
+func (s *Store) SafetyStats() SafetyStats {
+	l := s.safety
+	return SafetyStats{Writes: l.writes.Load(), Syncs: l.syncs.Load(), Bytes: l.written.Load(), Compactions: l.compactions.Load()}
+}
+
+// MmapAddr returns where the main file is mapped; it changes when bbolt
+// maps the file again.
+func (s *Store) MmapAddr() uintptr {
+	return s.db.Info().Data
+}
+
+// Crash points (see WithCrashAt).
+const (
+	CrashCompactTmpWritten = crashCompactTmpWritten
+	CrashCompactTmpSynced  = crashCompactTmpSynced
+	CrashCompactRenamed    = crashCompactRenamed
+	CrashMigrateLogWritten = crashMigrateLogWritten
+	CrashMigrateSchema     = crashMigrateSchema
+)
+
+// ErrSimulatedCrash is the error of a step stopped by WithCrashAt.
+var ErrSimulatedCrash = errSimulatedCrash
+
+// WithSafetyCompactBytes returns o with the safety log's compaction bound
+// set to n bytes.
+func WithSafetyCompactBytes(o Options, n int64) Options {
+	o.safetyCompactBytes = n
+	return o
+}
+
+// WithCrashAt returns o with a simulated crash at the named step: Open
+// (a migration) or the first compaction stops there, leaving the files
+// as a crash would, and fails with ErrSimulatedCrash.
+func WithCrashAt(o Options, step string) Options {
+	o.crashAt = step
+	return o
 }

@@ -50,6 +50,13 @@ func TestOpenRefusesTruncatedFile(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(cut, "hallmark.db"), data[:size], 0o600); err != nil {
 			t.Fatal(err)
 		}
+		safety, err := os.ReadFile(filepath.Join(dir, "safety.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(cut, "safety.log"), safety, 0o600); err != nil {
+			t.Fatal(err)
+		}
 		cs, err := storage.Open(cut, storage.Options{ChainID: "hallmark-test"})
 		switch {
 		case err == nil:

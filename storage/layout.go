@@ -22,7 +22,7 @@ var (
 	bucketPayloads     = []byte("payloads")  // digest → payload location
 	bucketMasks        = []byte("masks")     // digest → mask record
 	bucketErasePending = []byte("erase_pending")
-	bucketSafety       = []byte("safety")
+	bucketSafety       = []byte("safety")     // empty since schema 3 (see safetymigrate.go)
 	bucketAudit        = []byte("audit")      // seq → chain ‖ entry
 	bucketAuditTime    = []byte("audit_time") // time ‖ seq → empty
 	bucketAuditSeg     = []byte("audit_seg")  // segment number → segment record
@@ -45,10 +45,14 @@ var (
 	safetyKey       = []byte("current")
 )
 
-// SchemaVersion is the layout version this build writes. It also reads
-// version 1, whose kept blocks in safety.db are values rather than
-// buckets of their own, and upgrades it with its first block commit.
-const SchemaVersion = 2
+// SchemaVersion is the layout version this build writes. Version 3 keeps
+// the consensus safety data in safety.log; Open moves it there from the
+// safety.db of versions 1 and 2 (and from the main file's safety and kept
+// buckets of stores older still) and then records version 3, so that an
+// older build refuses the store (ErrSchemaTooNew) rather than start
+// without its safety data. The main file's layout is otherwise unchanged
+// since version 1.
+const SchemaVersion = 3
 
 // oldestSchema is the oldest layout version this build reads.
 const oldestSchema = 1

@@ -272,9 +272,12 @@ func (s *Store) Tx(ctx context.Context, id ledger.TxID, f ShardFetcher) (*TxIncl
 	return &TxInclusion{TxLocation: loc, Header: h, Tx: b.Txs[loc.Index], Proof: proof}, nil
 }
 
-// SaveSafety replaces the consensus safety data and, in the same fsync'd
-// transaction, keeps the blocks given (see [KeptBlock]). It returns once
-// the bytes are on disk, so consensus may let a vote leave afterwards.
+// SaveSafety replaces the consensus safety data and keeps the blocks
+// given (see [KeptBlock]), and drops kept blocks at or below the
+// committed tip: one frame appended to the safety log with one write. It
+// returns once the frame is on disk (fdatasync), so consensus may let a
+// vote leave afterwards. A block already kept with the same bytes is not
+// written again. One save carries at most 1 GiB + 2 MiB.
 func (s *Store) SaveSafety(ctx context.Context, data []byte, keep ...KeptBlock) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -290,24 +293,10 @@ func (s *Store) SaveSafety(ctx context.Context, data []byte, keep ...KeptBlock) 
 			return fmt.Errorf("%w: kept block %s of %d bytes", ErrInvalid, short(k.ID), len(k.Data))
 		}
 	}
-	var tip uint64
-	hasTip := false
-	if t := s.tip.Load(); t != nil {
-		tip, hasTip = t.Height, true
-	}
-	// The safety file has its own writer, so this never waits for a block
-	// commit. Kept blocks at committed heights go here too.
-	if err := s.safe.Update(func(tx *bolt.Tx) error {
-		if err := tx.Bucket(bucketSafety).Put(safetyKey, bytes.Clone(data)); err != nil {
-			return err
-		}
-		if hasTip {
-			if err := dropKeptUpTo(tx, tip); err != nil {
-				return err
-			}
-		}
-		return putKept(tx, keep, s.schema.Load() >= 2)
-	}); err != nil {
+	tip, hasTip := s.committedTip()
+	// The safety log has its own lock, so this never waits for a block
+	// commit.
+	if err := s.safety.save(data, keep, tip, hasTip); err != nil {
 		return fmt.Errorf("storage: save safety data: %w", err)
 	}
 	return nil
@@ -315,19 +304,10 @@ func (s *Store) SaveSafety(ctx context.Context, data []byte, keep ...KeptBlock) 
 
 // LoadSafety returns the last safety data saved, or nil if none was.
 func (s *Store) LoadSafety() ([]byte, error) {
-	var out []byte
-	// A store written before the safety file existed has its data in the
-	// main file until the first save.
-	for _, db := range []*bolt.DB{s.safe, s.db} {
-		err := db.View(func(tx *bolt.Tx) error {
-			out = bytes.Clone(tx.Bucket(bucketSafety).Get(safetyKey))
-			return nil
-		})
-		if err != nil || out != nil {
-			return out, err
-		}
+	if err := s.checkOpen(); err != nil {
+		return nil, err
 	}
-	return nil, nil
+	return s.safety.load(), nil
 }
 
 // Snapshot is a consistent read-only view of the store, valid inside the

@@ -22,11 +22,10 @@ import (
 // File names inside a store directory.
 const (
 	dbFileName     = "hallmark.db"
-	safetyFileName = "safety.db"
 	payloadDirName = "payloads"
 )
 
-// Initial sizes of the two files' memory maps. bbolt maps a file with
+// Initial size of the main file's memory map. bbolt maps a file with
 // room to spare and maps it again, larger, when the file outgrows the
 // map (doubling up to 1 GiB, then 1 GiB at a time). Mapping again waits
 // for every open read transaction to end and holds off new ones, so the
@@ -36,10 +35,7 @@ const (
 // large. A map costs address space, not memory: pages are read in as
 // they are touched, and the file is not grown to the map's size.
 // 32-bit builds keep bbolt's default.
-const (
-	mainMmapBytes   = (1 << 30) * (strconv.IntSize / 64)  // hallmark.db
-	safetyMmapBytes = (64 << 20) * (strconv.IntSize / 64) // safety.db
-)
+const mainMmapBytes = (1 << 30) * (strconv.IntSize / 64)
 
 // Defaults for Options fields left zero.
 const (
@@ -80,6 +76,12 @@ type Options struct {
 	LockTimeout time.Duration
 	// Now is the clock for audit retention and metadata; nil is time.Now.
 	Now func() time.Time
+
+	// safetyCompactBytes overrides DefaultSafetyCompactBytes (tests).
+	safetyCompactBytes int64
+	// crashAt names a step at which a migration or compaction stops as if
+	// the process had died there (tests; see the crash* constants).
+	crashAt string
 }
 
 func (o *Options) withDefaults() (Options, error) {
@@ -111,30 +113,29 @@ func (o *Options) withDefaults() (Options, error) {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.safetyCompactBytes <= 0 {
+		c.safetyCompactBytes = DefaultSafetyCompactBytes
+	}
 	return c, nil
 }
 
-// Store is one node's persistent state: a bbolt file plus payload segment
-// files in one directory. Its methods are safe for concurrent use; writes
-// are serialised.
+// Store is one node's persistent state: a bbolt file, the safety log and
+// payload segment files in one directory. Its methods are safe for
+// concurrent use; writes are serialised.
 type Store struct {
 	dir  string
 	opts Options
 	log  *slog.Logger
 	db   *bolt.DB
-	// safe holds the consensus safety data and the kept blocks, apart
-	// from db so that a vote's fsync never waits behind a block commit
-	// (bbolt has one writer per file).
-	safe *bolt.DB
+	// safety holds the consensus safety record and the kept blocks, apart
+	// from db so that a vote's fdatasync never waits behind a block commit.
+	safety *safetyLog
 
 	// writeMu serialises every write that touches payload segments or
 	// must read-then-write consistently (commits, masks, repairs).
 	writeMu  sync.Mutex
 	payloads *segments
 	closed   atomic.Bool
-	// schema is the layout version of the store: SchemaVersion, or an
-	// older one this build reads until a block commit upgrades it.
-	schema atomic.Uint32
 
 	tip atomic.Pointer[TipInfo]
 }
@@ -154,9 +155,10 @@ type Meta struct {
 }
 
 // Open opens or creates the store in directory dir. It checks the file
-// (length against its metadata, schema version, chain id), finishes any
-// payload erasure a crash interrupted, discards payload bytes written for
-// a block that never committed, and verifies the tip.
+// (length against its metadata, schema version, chain id), moves the
+// safety data of an older layout into the safety log and replays the log,
+// finishes any payload erasure a crash interrupted, discards payload bytes
+// written for a block that never committed, and verifies the tip.
 func Open(dir string, opts Options) (*Store, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
@@ -189,15 +191,16 @@ func Open(dir string, opts Options) (*Store, error) {
 		if s.payloads != nil {
 			s.payloads.close()
 		}
-		if s.safe != nil {
-			s.safe.Close()
+		if s.safety != nil {
+			s.safety.close()
 		}
 		db.Close()
 	}()
-	if err := s.init(); err != nil {
+	fresh, schema, err := s.checkMeta()
+	if err != nil {
 		return nil, err
 	}
-	if s.safe, err = openSafety(dir, o); err != nil {
+	if err := s.openSafety(fresh, schema); err != nil {
 		return nil, err
 	}
 	if s.payloads, err = openSegments(filepath.Join(dir, payloadDirName), o.PayloadSegmentBytes, s.db, s.log); err != nil {
@@ -227,12 +230,11 @@ func Open(dir string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// init creates the buckets and metadata of a new store, or checks those of
-// an existing one. Checking writes nothing, so a store on a full disk
-// still opens for reading.
-func (s *Store) init() error {
-	fresh := false
-	err := s.db.View(func(tx *bolt.Tx) error {
+// checkMeta checks the metadata of an existing store (schema version,
+// chain id, buckets) and reports its schema version, or reports a new
+// one (fresh). It writes nothing.
+func (s *Store) checkMeta() (fresh bool, schema uint32, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if meta == nil {
 			fresh = true
@@ -244,14 +246,12 @@ func (s *Store) init() error {
 		if len(v) != 4 {
 			return fmt.Errorf("%w: schema version missing", ErrNotStore)
 		}
-		switch schema := binary.BigEndian.Uint32(v); {
+		switch schema = binary.BigEndian.Uint32(v); {
 		case schema > SchemaVersion:
 			return fmt.Errorf("%w: %s has schema version %d, this build reads up to %d; run a newer hallmarkd",
 				ErrSchemaTooNew, s.dir, schema, SchemaVersion)
 		case schema < oldestSchema:
 			return fmt.Errorf("%w: schema version %d has no migration", ErrNotStore, schema)
-		default:
-			s.schema.Store(schema)
 		}
 		if chain := string(meta.Get(metaChainID)); chain != s.opts.ChainID {
 			return fmt.Errorf("%w: %s holds chain %q, not %q", ErrChainMismatch, s.dir, chain, s.opts.ChainID)
@@ -263,9 +263,11 @@ func (s *Store) init() error {
 		}
 		return nil
 	})
-	if err != nil || !fresh {
-		return err
-	}
+	return fresh, schema, err
+}
+
+// initMeta creates the buckets and metadata of a new store.
+func (s *Store) initMeta() error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		for _, name := range allBuckets {
 			if _, err := tx.CreateBucket(name); err != nil {
@@ -284,7 +286,6 @@ func (s *Store) init() error {
 				return err
 			}
 		}
-		s.schema.Store(SchemaVersion)
 		return nil
 	})
 }
@@ -363,7 +364,7 @@ func (s *Store) Close() error {
 		return nil
 	}
 	err := s.payloads.close()
-	if e := s.safe.Close(); e != nil && err == nil {
+	if e := s.safety.close(); e != nil && err == nil {
 		err = fmt.Errorf("storage: close: %w", e)
 	}
 	if e := s.db.Close(); e != nil && err == nil {
