@@ -19,8 +19,10 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sync"
 	"syscall"
 
@@ -54,6 +56,7 @@ func main() {
 		return
 	}
 	log := cfg.Log.NewLogger(os.Stderr)
+	applyRuntime(cfg.Runtime, log)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	n, err := node.New(ctx, node.Options{Config: cfg, Logger: log, OnCommit: readyOnFirstCommit(log)})
@@ -65,6 +68,19 @@ func main() {
 		log.Error("node stopped", "err", err)
 		os.Exit(1)
 	}
+}
+
+// applyRuntime sets the Go runtime's memory management from the
+// configuration's runtime section (docs/CONFIG.md), replacing whatever the
+// GOGC and GOMEMLIMIT environment variables set.
+func applyRuntime(r config.Runtime, log *slog.Logger) {
+	debug.SetGCPercent(*r.GCPercent)
+	limit := *r.MemoryLimit
+	if limit == 0 {
+		limit = math.MaxInt64 // the runtime's "no limit"
+	}
+	debug.SetMemoryLimit(limit)
+	log.Info("go runtime memory", "gcPercent", *r.GCPercent, "memoryLimitMiB", *r.MemoryLimit>>20)
 }
 
 // readyOnFirstCommit tells a supervising init that the node is healthy

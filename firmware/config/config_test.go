@@ -44,6 +44,8 @@ func TestDefaults(t *testing.T) {
 		{"api.maxBodyBytes", c.API.MaxBodyBytes, int64(DefaultMaxBodyBytes)},
 		{"api.authWindow", c.API.AuthWindow.D(), DefaultAuthWindow},
 		{"log.level", c.Log.Level, "info"},
+		{"runtime.gcPercent", *c.Runtime.GCPercent, DefaultGCPercent},
+		{"runtime.memoryLimit", *c.Runtime.MemoryLimit, int64(DefaultMemoryLimit)},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
@@ -52,12 +54,13 @@ func TestDefaults(t *testing.T) {
 	}
 	// Explicit zeros that mean something stay.
 	c2, err := Parse([]byte(`{"nodeKey": "tpm:handle=0x81000010", "dataDir": "d", "genesis": "g",
-		"storage": {"scrubInterval": "0s"}, "xdp": {"ratePerSec": 0}, "blocks": {"minInterval": "0s"}}`))
+		"storage": {"scrubInterval": "0s"}, "xdp": {"ratePerSec": 0}, "blocks": {"minInterval": "0s"},
+		"runtime": {"memoryLimit": 0}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c2.Storage.ScrubInterval.D() != 0 || *c2.XDP.RatePerSec != 0 || c2.Blocks.MinInterval.D() != 0 {
-		t.Errorf("explicit zeros replaced: scrub %v rate %d", c2.Storage.ScrubInterval.D(), *c2.XDP.RatePerSec)
+	if c2.Storage.ScrubInterval.D() != 0 || *c2.XDP.RatePerSec != 0 || c2.Blocks.MinInterval.D() != 0 || *c2.Runtime.MemoryLimit != 0 {
+		t.Errorf("explicit zeros replaced: scrub %v rate %d memory limit %d", c2.Storage.ScrubInterval.D(), *c2.XDP.RatePerSec, *c2.Runtime.MemoryLimit)
 	}
 	// A configuration written back parses to the same thing.
 	enc, err := c.Encode()
@@ -95,6 +98,13 @@ func TestErrorsNameTheField(t *testing.T) {
 		{`{"nodeKey": "tpm:handle=0x81000010", "dataDir": "d", "genesis": "g", "blocks": {"idleWait": "1m"}}`, "blocks.idleWait", "between"},
 		{`{"nodeKey": "tpm:handle=0x81000010", "dataDir": "d", "genesis": "g", "log": {"level": "loud"}}`, "log.level", "want debug"},
 		{`{"nodeKey": "tpm:handle=0x81000010", "dataDir": "d", "genesis": "g", "log": {"format": "xml"}}`, "log.format", "text or json"},
+		{`{"nodeKey": "tpm:handle=0x81000010", "dataDir": "d", "genesis": "g", "runtime": {"gcPercent": 0}}`, "runtime.gcPercent", "want -1"},
+		{`{"nodeKey": "tpm:handle=0x81000010", "dataDir": "d", "genesis": "g", "runtime": {"gcPercent": 20000}}`, "runtime.gcPercent", "25 to 10000"},
+		{`{"nodeKey": "tpm:handle=0x81000010", "dataDir": "d", "genesis": "g", "runtime": {"gcPercent": -1, "memoryLimit": 0}}`, "runtime.gcPercent", "needs a runtime.memoryLimit"},
+		{`{"nodeKey": "tpm:handle=0x81000010", "dataDir": "d", "genesis": "g", "runtime": {"memoryLimit": -5}}`, "runtime.memoryLimit", "want 0"},
+		{`{"nodeKey": "tpm:handle=0x81000010", "dataDir": "d", "genesis": "g", "runtime": {"memoryLimit": 67108864}}`, "runtime.memoryLimit", "at least 134217728"},
+		{`{"nodeKey": "tpm:handle=0x81000010", "dataDir": "d", "genesis": "g", "runtime": {"memoryLimit": "1GiB"}}`, "runtime.memoryLimit", "want int64"},
+		{`{"nodeKey": "tpm:handle=0x81000010", "dataDir": "d", "genesis": "g", "mempool": {"maxBytes": 268435456}, "runtime": {"memoryLimit": 335544320}}`, "runtime.memoryLimit", "mempool.maxBytes plus 96 MiB"},
 		{`{"nodeKey": "tpm:handle=0x81000010", "dataDir": "d", "genesis": "g"} {}`, "", "trailing data"},
 		{`{"nodeKey": "tpm:handle=0x81000010",`, "", "invalid JSON"},
 		{``, "", "empty"},
@@ -141,5 +151,32 @@ func TestOverridesBeforeValidation(t *testing.T) {
 	}
 	if _, err := Parse([]byte(minimal), func(c *Config) { c.NodeKey = "no-such-custody:x" }); err == nil || !strings.Contains(err.Error(), "nodeKey") {
 		t.Fatalf("a bad override: %v", err)
+	}
+}
+
+// The runtime section's accepted forms: collection paced by the limit
+// alone, no limit, and a limit sized for a larger mempool.
+func TestRuntimeSettings(t *testing.T) {
+	for _, doc := range []string{
+		`"runtime": {"gcPercent": -1, "memoryLimit": 268435456}`,
+		`"runtime": {"gcPercent": 100, "memoryLimit": 0}`,
+		`"mempool": {"maxBytes": 268435456}, "runtime": {"memoryLimit": 369098752}`,
+	} {
+		c, err := Parse([]byte(`{"nodeKey": "tpm:handle=0x81000010", "dataDir": "d", "genesis": "g", ` + doc + `}`))
+		if err != nil {
+			t.Errorf("%s: %v", doc, err)
+			continue
+		}
+		enc, err := c.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := Parse(enc)
+		if err != nil {
+			t.Fatalf("%s: re-parse: %v", doc, err)
+		}
+		if *back.Runtime.GCPercent != *c.Runtime.GCPercent || *back.Runtime.MemoryLimit != *c.Runtime.MemoryLimit {
+			t.Errorf("%s: round trip changed the runtime section", doc)
+		}
 	}
 }

@@ -90,6 +90,8 @@ type options struct {
 	series    time.Duration
 	rate      float64
 	minIntvl  string
+	gcPercent int
+	memLimit  int64
 }
 
 func main() {
@@ -109,6 +111,8 @@ func main() {
 	flag.BoolVar(&o.verbose, "v", false, "log the cluster's progress")
 	flag.DurationVar(&o.series, "series", 0, "before the saturation measurement, log the committed rate every 5 s for this long")
 	flag.StringVar(&o.minIntvl, "min-interval", "", "set the nodes' blocks.minInterval (a Go duration; default: the node's default)")
+	flag.IntVar(&o.gcPercent, "gc-percent", 0, "set the nodes' runtime.gcPercent (0: the node's default)")
+	flag.Int64Var(&o.memLimit, "memory-limit-mib", -1, "set the nodes' runtime.memoryLimit in MiB, 0 for none (-1: the node's default)")
 	flag.Float64Var(&o.rate, "rate", 0, "skip the saturation phase and run the open loop at this many transactions per second instead of half the saturated rate (latency at a fixed load)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -148,6 +152,16 @@ func run(ctx context.Context, o options) (err error) {
 			cfg["xdp"] = map[string]any{"ratePerSec": 0}
 			if o.minIntvl != "" {
 				cfg["blocks"] = map[string]any{"minInterval": o.minIntvl}
+			}
+			rt := map[string]any{}
+			if o.gcPercent != 0 {
+				rt["gcPercent"] = o.gcPercent
+			}
+			if o.memLimit >= 0 {
+				rt["memoryLimit"] = o.memLimit << 20
+			}
+			if len(rt) > 0 {
+				cfg["runtime"] = rt
 			}
 		},
 	})
