@@ -177,18 +177,29 @@ func (c *cluster) apply(m *member, effs []consensus.Effect) {
 // deliver runs queued events until the queue is empty or limit events ran.
 func (c *cluster) deliver(limit int) int {
 	done := 0
-	for len(c.queue) > 0 && done < limit {
-		q := c.queue[0]
-		c.queue = c.queue[1:]
-		m := c.nodes[q.to]
-		if m.down {
-			continue
+	for done < limit {
+		m, ev, ok := c.next()
+		if !ok {
+			break
 		}
-		c.now++
-		c.apply(m, m.core.Step(c.now, q.ev))
+		c.apply(m, m.core.Step(c.now, ev))
 		done++
 	}
 	return done
+}
+
+// next takes the first queued event addressed to a live node (events for
+// nodes that are down are dropped) and advances the clock for it.
+func (c *cluster) next() (*member, consensus.Event, bool) {
+	for len(c.queue) > 0 {
+		q := c.queue[0]
+		c.queue = c.queue[1:]
+		if m := c.nodes[q.to]; !m.down {
+			c.now++
+			return m, q.ev, true
+		}
+	}
+	return nil, nil, false
 }
 
 // fire fires every live node's timer after advancing the clock.
@@ -225,18 +236,12 @@ func (c *cluster) runUntil(h uint64, maxSteps int) {
 // failing: the caller checks what it needs.
 func (c *cluster) runObserved(h uint64, maxSteps int, observe func(m *member, ev consensus.Event, effs []consensus.Effect) []consensus.Effect) {
 	for steps := 0; steps < maxSteps && c.minHeight() < h; steps++ {
-		if len(c.queue) == 0 {
+		m, ev, ok := c.next()
+		if !ok {
 			c.fire(2000)
 			continue
 		}
-		q := c.queue[0]
-		c.queue = c.queue[1:]
-		m := c.nodes[q.to]
-		if m.down {
-			continue
-		}
-		c.now++
-		c.apply(m, observe(m, q.ev, m.core.Step(c.now, q.ev)))
+		c.apply(m, observe(m, ev, m.core.Step(c.now, ev)))
 	}
 }
 
