@@ -175,11 +175,11 @@ func (p *PublicKey) DigestWithUID(uid, msg []byte) (Digest, error) {
 	if len(uid) > 8191 { // ENTL_A is a 16-bit count of bits
 		return Digest{}, fmt.Errorf("gm: user id of %d bytes is too long", len(uid))
 	}
-	e, err := sm2.CalculateSM2Hash(p.key, msg, uid)
+	z, err := p.zA(uid)
 	if err != nil {
-		return Digest{}, fmt.Errorf("gm: computing SM2 digest: %w", err)
+		return Digest{}, err
 	}
-	return DigestFromBytes(e)
+	return SM3Concat(z[:], msg), nil
 }
 
 // Verify reports whether sig is a valid SM2 signature of msg under the
