@@ -3,6 +3,7 @@ package storage
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -72,20 +73,10 @@ type keptRef struct {
 }
 
 func (r keptRef) compare(o keptRef) int {
-	if c := cmpUint64(r.height, o.height); c != 0 {
+	if c := cmp.Compare(r.height, o.height); c != 0 {
 		return c
 	}
 	return bytes.Compare(r.id[:], o.id[:])
-}
-
-func cmpUint64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // keptLoc is where a kept block's bytes lie in the log file.
